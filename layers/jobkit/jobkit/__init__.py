@@ -1,0 +1,1 @@
+"""jobkit: serverless background jobs for AWS."""

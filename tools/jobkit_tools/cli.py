@@ -1,0 +1,2 @@
+def main() -> None:
+    raise SystemExit("jobkit CLI: not built yet")
