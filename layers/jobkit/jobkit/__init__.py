@@ -1,1 +1,84 @@
-"""jobkit: serverless background jobs for AWS."""
+"""jobkit: serverless background jobs for AWS.
+
+from jobkit import enqueue
+from jobkit.catalog.email import SEND_INVITE
+
+job = enqueue(SEND_INVITE, {"to": "ada@example.com", ...}, job_id="invite-42")
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jobkit.client import EnqueueManyResult, EnqueueRequest, Jobkit, RedriveResult, default_client
+from jobkit.errors import (
+    ConfigurationError,
+    DelayTooLongError,
+    EnqueueError,
+    EnvelopeTooLargeError,
+    InvalidStateError,
+    JobkitError,
+    JobNotFoundError,
+    JobValidationError,
+    PermanentError,
+    TransientError,
+    UnknownJobTypeError,
+)
+from jobkit.jobs import Backoff, JobType, Retention
+from jobkit.models import Job, JobState
+
+__all__ = [
+    "Backoff",
+    "ConfigurationError",
+    "DelayTooLongError",
+    "EnqueueError",
+    "EnqueueManyResult",
+    "EnqueueRequest",
+    "EnvelopeTooLargeError",
+    "InvalidStateError",
+    "Job",
+    "JobNotFoundError",
+    "JobState",
+    "JobType",
+    "JobValidationError",
+    "Jobkit",
+    "JobkitError",
+    "PermanentError",
+    "RedriveResult",
+    "Retention",
+    "TransientError",
+    "UnknownJobTypeError",
+    "enqueue",
+    "enqueue_many",
+    "get_job",
+    "list_jobs",
+    "redrive",
+    "retry",
+]
+
+
+def enqueue(job_type: JobType | str, payload: Any, **kwargs: Any) -> Job:
+    """`Jobkit.enqueue` on the client configured from the environment."""
+    return default_client().enqueue(job_type, payload, **kwargs)
+
+
+def enqueue_many(requests: Any) -> EnqueueManyResult:
+    return default_client().enqueue_many(requests)
+
+
+def get_job(job_id: str) -> Job | None:
+    return default_client().get_job(job_id)
+
+
+def list_jobs(
+    state: JobState | str | None = None, job_type: JobType | str | None = None, limit: int = 50
+) -> list[Job]:
+    return default_client().list_jobs(state, job_type, limit)
+
+
+def retry(job_id: str) -> Job:
+    return default_client().retry(job_id)
+
+
+def redrive(queue: str) -> RedriveResult:
+    return default_client().redrive(queue)

@@ -1,0 +1,117 @@
+"""Job types: declared once, imported by producers and workers alike (no worker code here)."""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic import ValidationError as PydanticValidationError
+
+from jobkit.errors import JobValidationError, UnknownJobTypeError
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff with jitter between attempts: base * 2^(n-1), capped, then jittered.
+
+    "Equal jitter": half the delay is kept, half is random, so retries of many jobs that failed
+    together spread out but none comes back immediately.
+    """
+
+    base: float = 1.0
+    cap: float = 300.0
+
+    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1-based)."""
+        ceiling = float(min(self.cap, self.base * 2 ** max(attempt - 1, 0)))
+        jitter = float((rng or random.Random()).uniform(0, ceiling / 2))
+        return ceiling / 2 + jitter
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long the job log keeps a finished job (DynamoDB TTL)."""
+
+    succeeded: timedelta = timedelta(days=7)
+    failed: timedelta = timedelta(days=30)
+    cancelled: timedelta = timedelta(days=7)
+
+
+_REGISTRY: dict[str, JobType] = {}
+
+
+@dataclass(frozen=True)
+class JobType:
+    """A kind of job: its name, payload model, queue and retry policy.
+
+    Declaring one registers it, so `jobkit.enqueue("email.send_invite", ...)` works by name too.
+    """
+
+    name: str
+    payload: type[BaseModel]
+    queue: str
+    max_attempts: int = 3
+    backoff: Backoff = field(default_factory=Backoff)
+    timeout: float = 25.0
+    retention: Retention = field(default_factory=Retention)
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name or " " in self.name:
+            raise ValueError(
+                f"job type name must be one word like 'email.send_invite', not {self.name!r}"
+            )
+        if self.max_attempts < 1:
+            raise ValueError(f"{self.name}: max_attempts must be at least 1")
+        if self.timeout <= 0:
+            raise ValueError(f"{self.name}: timeout must be positive")
+        _REGISTRY[self.name] = self
+
+    def validate(self, payload: BaseModel | dict[str, Any]) -> BaseModel:
+        """The payload as this type's model, or `JobValidationError` naming each bad field."""
+        if isinstance(payload, self.payload):
+            return payload
+        data = payload.model_dump(mode="json") if isinstance(payload, BaseModel) else payload
+        try:
+            return self.payload.model_validate(data)
+        except PydanticValidationError as exc:
+            raise JobValidationError(self.name, describe_validation_error(exc)) from None
+
+    def json_schema(self) -> dict[str, Any]:
+        """JSON Schema of the payload, for producers written in other languages."""
+        schema = self.payload.model_json_schema()
+        schema["title"] = self.name
+        return schema
+
+
+def describe_validation_error(exc: PydanticValidationError) -> list[str]:
+    """One line per bad field, without echoing the input (it may be personal data)."""
+    return [
+        f"{'.'.join(str(p) for p in err['loc']) or '<payload>'}: {err['msg']}"
+        for err in exc.errors(include_input=False, include_url=False)
+    ]
+
+
+def get_job_type(job_type: JobType | str) -> JobType:
+    """Resolve a job type given by object or by name."""
+    if isinstance(job_type, JobType):
+        return job_type
+    try:
+        return _REGISTRY[job_type]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY)) or "none declared"
+        raise UnknownJobTypeError(f"unknown job type {job_type!r} (known: {known})") from None
+
+
+def registered_job_types() -> dict[str, JobType]:
+    """Every declared job type by name."""
+    return dict(_REGISTRY)
+
+
+def export_schemas() -> str:
+    """JSON Schemas of every declared job type, keyed by name."""
+    return json.dumps({name: t.json_schema() for name, t in sorted(_REGISTRY.items())}, indent=2)

@@ -1,0 +1,151 @@
+"""SQS adapter: send jobs, back off, dead-letter, move dead letters back."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from jobkit import aws
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs.type_defs import MessageAttributeValueTypeDef
+
+# SQS caps a visibility timeout at 12 hours.
+MAX_VISIBILITY_SECONDS = 43_200
+# SendMessageBatch: at most 10 entries and 256 KiB in all.
+BATCH_ENTRIES = 10
+BATCH_BYTES = 262_144
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message for `send_many`; `key` identifies it in the result."""
+
+    key: str
+    body: str
+    delay_seconds: int = 0
+
+
+def send(queue_url: str, body: str, delay_seconds: int = 0) -> str:
+    response = aws.sqs().send_message(
+        QueueUrl=queue_url, MessageBody=body, DelaySeconds=delay_seconds
+    )
+    return response["MessageId"]
+
+
+def send_many(queue_url: str, messages: list[Outgoing], attempts: int = 4) -> dict[str, str]:
+    """SendMessageBatch in batches of 10 entries / 256 KiB, retrying failed entries that were
+    not the sender's fault. Returns {key: reason} for the messages that were not sent."""
+    failed: dict[str, str] = {}
+    for chunk in _chunks(messages):
+        pending = {m.key: m for m in chunk}
+        for attempt in range(attempts):
+            entries: list[Any] = [
+                {"Id": str(i), "MessageBody": m.body, "DelaySeconds": m.delay_seconds}
+                for i, m in enumerate(pending.values())
+            ]
+            by_id = dict(zip((e["Id"] for e in entries), pending.values(), strict=True))
+            response = aws.sqs().send_message_batch(QueueUrl=queue_url, Entries=entries)
+            retry: dict[str, Outgoing] = {}
+            for entry in response.get("Failed", []):
+                message = by_id[entry["Id"]]
+                reason = f"{entry.get('Code')}: {entry.get('Message', '')}"
+                if entry.get("SenderFault") or attempt == attempts - 1:
+                    failed[message.key] = reason
+                else:
+                    retry[message.key] = message
+            if not retry:
+                break
+            pending = retry
+            time.sleep(0.1 * 2**attempt)
+    return failed
+
+
+def _chunks(messages: list[Outgoing]) -> list[list[Outgoing]]:
+    chunks: list[list[Outgoing]] = []
+    current: list[Outgoing] = []
+    size = 0
+    for message in messages:
+        length = len(message.body.encode())
+        if current and (len(current) == BATCH_ENTRIES or size + length > BATCH_BYTES):
+            chunks.append(current)
+            current, size = [], 0
+        current.append(message)
+        size += length
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def hide(queue_url: str, receipt_handle: str, seconds: float) -> None:
+    """Make a received message visible again after `seconds` (backoff, deferral)."""
+    timeout = min(max(math.ceil(seconds), 0), MAX_VISIBILITY_SECONDS)
+    aws.sqs().change_message_visibility(
+        QueueUrl=queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=timeout
+    )
+
+
+def dead_letter(dlq_url: str, body: str, reason: str, job_id: str | None, source: str) -> None:
+    """Put a message in a DLQ with why it is there (message attributes survive a redrive)."""
+    attributes: dict[str, MessageAttributeValueTypeDef] = {
+        "jobkit-reason": {"DataType": "String", "StringValue": reason[:1000] or "unknown"},
+        "jobkit-source-queue": {"DataType": "String", "StringValue": source or "unknown"},
+    }
+    if job_id:
+        attributes["jobkit-job-id"] = {"DataType": "String", "StringValue": job_id}
+    aws.sqs().send_message(QueueUrl=dlq_url, MessageBody=body, MessageAttributes=attributes)
+
+
+def queue_arn(queue_url: str) -> str:
+    response = aws.sqs().get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
+    return response["Attributes"]["QueueArn"]
+
+
+def start_move_task(source_arn: str, destination_arn: str) -> str | None:
+    """StartMessageMoveTask, or None where the endpoint lacks it (moto, older emulators)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        response = aws.sqs().start_message_move_task(
+            SourceArn=source_arn, DestinationArn=destination_arn
+        )
+    except ClientError as exc:
+        code = exc.response["Error"]["Code"]
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if code in {"InvalidAction", "NotImplemented", "UnsupportedOperation"} or status in {
+            404,
+            500,
+            501,
+        }:
+            return None
+        raise
+    except NotImplementedError:
+        return None
+    return response["TaskHandle"]
+
+
+@dataclass(frozen=True)
+class Received:
+    body: str
+    receipt_handle: str
+
+
+def receive(queue_url: str, wait_seconds: int = 1, visibility: int = 60) -> list[Received]:
+    response = aws.sqs().receive_message(
+        QueueUrl=queue_url,
+        MaxNumberOfMessages=10,
+        WaitTimeSeconds=wait_seconds,
+        VisibilityTimeout=visibility,
+    )
+    return [Received(m["Body"], m["ReceiptHandle"]) for m in response.get("Messages", [])]
+
+
+def delete_many(queue_url: str, receipt_handles: list[str]) -> None:
+    for start in range(0, len(receipt_handles), BATCH_ENTRIES):
+        entries: list[Any] = [
+            {"Id": str(i), "ReceiptHandle": h}
+            for i, h in enumerate(receipt_handles[start : start + BATCH_ENTRIES])
+        ]
+        aws.sqs().delete_message_batch(QueueUrl=queue_url, Entries=entries)

@@ -1,0 +1,119 @@
+"""Shared fixtures: AWS credentials that go nowhere, and the stack's resources in moto."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from samtranslator.yaml_helper import yaml_parse
+
+from jobkit import aws
+from jobkit.client import Jobkit
+from jobkit.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+EVENTS = ROOT / "events"
+
+
+def template() -> dict[str, Any]:
+    return yaml_parse((ROOT / "template.yaml").read_text())  # type: ignore[no-any-return]
+
+
+@pytest.fixture(autouse=True)
+def _no_real_aws(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "jobkit")
+    monkeypatch.setenv("POWERTOOLS_DEV", "false")
+    aws.reset_clients()
+
+
+@dataclass
+class Stack:
+    """The job log and the email queues of template.yaml, created in moto."""
+
+    settings: Settings
+    queue_url: str
+    dlq_url: str
+
+    @property
+    def client(self) -> Jobkit:
+        return Jobkit(self.settings)
+
+    def worker_settings(self) -> Settings:
+        return self.settings.model_copy(
+            update={
+                "worker_queue": "email",
+                "queue_url": self.queue_url,
+                "dead_letter_queue_url": self.dlq_url,
+            }
+        )
+
+    def receive(self, url: str, wait: int = 0, visibility: int = 30) -> list[dict[str, Any]]:
+        sqs = boto3.client("sqs")
+        out: list[dict[str, Any]] = []
+        while True:
+            got = sqs.receive_message(
+                QueueUrl=url,
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=wait,
+                VisibilityTimeout=visibility,
+                MessageAttributeNames=["All"],
+                AttributeNames=["All"],
+            ).get("Messages", [])
+            if not got:
+                return out
+            out.extend(got)
+
+
+def create_stack_resources() -> Stack:
+    """Create the table and the email queues with the properties template.yaml gives them."""
+    resources = template()["Resources"]
+    table = resources["JobsTable"]["Properties"]
+    ddb = boto3.client("dynamodb")
+    ddb.create_table(
+        TableName="jobs",
+        AttributeDefinitions=table["AttributeDefinitions"],
+        KeySchema=table["KeySchema"],
+        GlobalSecondaryIndexes=table["GlobalSecondaryIndexes"],
+        BillingMode=table["BillingMode"],
+    )
+    sqs = boto3.client("sqs")
+    dlq_url = sqs.create_queue(QueueName="email-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    queue = resources["EmailQueue"]["Properties"]
+    redrive = {
+        "deadLetterTargetArn": dlq_arn,
+        "maxReceiveCount": str(queue["RedrivePolicy"]["maxReceiveCount"]),
+    }
+    queue_url = sqs.create_queue(
+        QueueName="email",
+        Attributes={
+            "VisibilityTimeout": str(queue["VisibilityTimeout"]),
+            "RedrivePolicy": json.dumps(redrive),
+        },
+    )["QueueUrl"]
+    settings = Settings(
+        table="jobs", queues={"email": queue_url}, dead_letter_queues={"email": dlq_url}
+    )
+    return Stack(settings, queue_url, dlq_url)
+
+
+@pytest.fixture
+def stack() -> Iterator[Stack]:
+    from moto import mock_aws
+
+    with mock_aws():
+        aws.reset_clients()
+        yield create_stack_resources()
+    aws.reset_clients()
