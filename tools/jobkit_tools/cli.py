@@ -1,2 +1,179 @@
+"""The `jobkit` command: run the local stack, enqueue jobs, read the job log, recover failures."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from jobkit import JobkitError, JobState
+from jobkit.client import Jobkit
+from jobkit.models import Job
+from jobkit_tools.discover import StackNotFoundError, Target, find
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+dlq_app = typer.Typer(no_args_is_help=True, help="Dead-letter queues.")
+app.add_typer(dlq_app, name="dlq")
+console = Console()
+err = Console(stderr=True)
+
+StackOption = Annotated[
+    str | None,
+    typer.Option(
+        "--stack", help="Deployed CloudFormation stack (default: local stack, then jobkit-dev)."
+    ),
+]
+
+
+def _load_types() -> None:
+    """Declare the built-in job types and any listed in JOBKIT_TYPES (comma-separated modules)."""
+    modules = ["jobkit.catalog.email", *filter(None, os.environ.get("JOBKIT_TYPES", "").split(","))]
+    for module in modules:
+        importlib.import_module(module.strip())
+
+
+def _client(stack: str | None) -> tuple[Jobkit, Target]:
+    _load_types()
+    try:
+        target = find(stack)
+    except StackNotFoundError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    return Jobkit(target.settings), target
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    err.print(f"[red]error:[/red] {exc}")
+    return typer.Exit(1)
+
+
+def _job_table(jobs: list[Job], title: str) -> Table:
+    table = Table(title=title)
+    for column in ("id", "type", "state", "attempts", "updated", "error"):
+        table.add_column(column, overflow="fold")
+    for job in jobs:
+        table.add_row(
+            job.id,
+            job.type,
+            job.state.value,
+            f"{job.attempts}/{job.max_attempts}",
+            job.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
+            (job.error or "")[:80],
+        )
+    return table
+
+
+@app.command()
+def dev(
+    demo: Annotated[
+        bool, typer.Option(help="Run the demo workload and exit with its verdict.")
+    ] = False,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", help="Template parameter override KEY=VALUE.")
+    ] = None,
+) -> None:
+    """Run template.yaml locally on moto's server, with each function in its own process."""
+    from jobkit_tools.local import run_dev
+
+    overrides = dict(p.split("=", 1) for p in param or [])
+    raise typer.Exit(run_dev(demo=demo, parameter_overrides=overrides))
+
+
+@app.command()
+def enqueue(
+    job_type: Annotated[str, typer.Argument(help="Job type name, e.g. email.send_invite.")],
+    payload: Annotated[str, typer.Option(help="Payload as JSON.")],
+    job_id: Annotated[str | None, typer.Option("--id", help="Job id (deduplicates).")] = None,
+    delay: Annotated[
+        float | None, typer.Option(help="Seconds before the job may run (≤ 900).")
+    ] = None,
+    stack: StackOption = None,
+) -> None:
+    """Enqueue one job."""
+    client, _ = _client(stack)
+    try:
+        data: Any = json.loads(payload)
+    except json.JSONDecodeError as exc:
+        raise _fail(ValueError(f"--payload is not valid JSON: {exc}")) from None
+    try:
+        job = client.enqueue(job_type, data, job_id=job_id, delay=delay)
+    except JobkitError as exc:
+        raise _fail(exc) from None
+    console.print(f"{job.id} {job.state.value}")
+
+
+@app.command()
+def status(job_id: str, stack: StackOption = None) -> None:
+    """Show one job: state, attempts, times, progress, result, last error."""
+    client, _ = _client(stack)
+    job = client.get_job(job_id)
+    if job is None:
+        raise _fail(LookupError(f"no job {job_id!r} in the job log"))
+    console.print_json(job.model_dump_json(exclude={"payload"}))
+
+
+@app.command()
+def jobs(
+    state: Annotated[JobState | None, typer.Option(help="Only jobs in this state.")] = None,
+    job_type: Annotated[str | None, typer.Option("--type", help="Only jobs of this type.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+    stack: StackOption = None,
+) -> None:
+    """List jobs, newest first."""
+    client, target = _client(stack)
+    try:
+        found = client.list_jobs(state, job_type, limit)
+    except JobkitError as exc:
+        raise _fail(exc) from None
+    console.print(_job_table(found, f"jobs ({target.description})"))
+
+
+@app.command()
+def retry(job_id: str, stack: StackOption = None) -> None:
+    """Run a failed job again with fresh attempts."""
+    client, _ = _client(stack)
+    try:
+        job = client.retry(job_id)
+    except JobkitError as exc:
+        raise _fail(exc) from None
+    console.print(f"{job.id} {job.state.value}")
+
+
+@app.command()
+def schema(job_type: Annotated[str | None, typer.Argument()] = None) -> None:
+    """Print the JSON Schema of a job type's payload (all types without an argument)."""
+    from jobkit.jobs import export_schemas, get_job_type
+
+    _load_types()
+    try:
+        text = (
+            json.dumps(get_job_type(job_type).json_schema(), indent=2)
+            if job_type
+            else export_schemas()
+        )
+    except JobkitError as exc:
+        raise _fail(exc) from None
+    console.print_json(text)
+
+
+@dlq_app.command("redrive")
+def dlq_redrive(queue: str, stack: StackOption = None) -> None:
+    """Move a queue's dead letters back to it; their jobs start again with fresh attempts."""
+    client, _ = _client(stack)
+    try:
+        result = client.redrive(queue)
+    except JobkitError as exc:
+        raise _fail(exc) from None
+    if result.moved is None:
+        console.print(f"move task started: {result.task_handle}")
+    else:
+        console.print(f"moved {result.moved} messages back to {queue}")
+
+
 def main() -> None:
-    raise SystemExit("jobkit CLI: not built yet")
+    app()

@@ -1,0 +1,95 @@
+"""The jobkit CLI against the stack's resources in moto (settings from the environment)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from jobkit_tools.cli import app
+from tests.conftest import Stack
+
+runner = CliRunner()
+INVITE = {
+    "to": "ada@example.com",
+    "inviter_name": "Grace",
+    "org_name": "Analytical Engines",
+    "accept_url": "https://app.example.com/invite/1",
+}
+
+
+@pytest.fixture
+def env(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Stack:
+    monkeypatch.setenv("JOBKIT_TABLE", stack.settings.table)
+    monkeypatch.setenv("JOBKIT_QUEUES", json.dumps(stack.settings.queues))
+    monkeypatch.setenv("JOBKIT_DEAD_LETTER_QUEUES", json.dumps(stack.settings.dead_letter_queues))
+    return stack
+
+
+def test_enqueue_then_status_and_jobs_show_the_job(env: Stack) -> None:
+    # Given a stack, when a job is enqueued from the command line
+    result = runner.invoke(
+        app, ["enqueue", "email.send_invite", "--payload", json.dumps(INVITE), "--id", "inv-1"]
+    )
+    # Then it is queued, one message is sent, and status/jobs show it
+    assert result.exit_code == 0, result.output
+    assert "inv-1 queued" in result.output
+    assert len(env.receive(env.queue_url)) == 1
+    shown = runner.invoke(app, ["status", "inv-1"])
+    assert shown.exit_code == 0
+    assert json.loads(shown.output)["state"] == "queued"
+    listed = runner.invoke(app, ["jobs", "--type", "email.send_invite"])
+    assert "inv-1" in listed.output
+
+
+def test_invalid_payload_is_a_clear_error_and_nothing_is_sent(env: Stack) -> None:
+    # Given a payload with a bad address, when enqueued
+    bad = {**INVITE, "to": "not-an-address"}
+    result = runner.invoke(app, ["enqueue", "email.send_invite", "--payload", json.dumps(bad)])
+    # Then the command fails naming the field, and nothing was sent
+    assert result.exit_code == 1
+    assert "to:" in result.output
+    assert "Traceback" not in result.output
+    assert env.receive(env.queue_url) == []
+
+
+def test_malformed_json_and_unknown_type_are_clear_errors(env: Stack) -> None:
+    not_json = runner.invoke(app, ["enqueue", "email.send_invite", "--payload", "{oops"])
+    assert not_json.exit_code == 1
+    assert "not valid JSON" in not_json.output
+    unknown = runner.invoke(app, ["enqueue", "email.nope", "--payload", "{}"])
+    assert unknown.exit_code == 1
+    assert "unknown job type" in unknown.output
+
+
+def test_retry_of_a_job_that_did_not_fail_says_why(env: Stack) -> None:
+    runner.invoke(
+        app, ["enqueue", "email.send_invite", "--payload", json.dumps(INVITE), "--id", "r"]
+    )
+    result = runner.invoke(app, ["retry", "r"])
+    assert result.exit_code == 1
+    assert "only a failed job can be retried" in result.output
+    missing = runner.invoke(app, ["status", "nope"])
+    assert missing.exit_code == 1
+
+
+def test_no_stack_anywhere_is_a_clear_message(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    # Given no settings in the environment, no local stack and no deployed stack
+    monkeypatch.delenv("JOBKIT_TABLE", raising=False)
+    monkeypatch.chdir(str(tmp_path))
+    # When a command needs the stack
+    result = runner.invoke(app, ["jobs"])
+    # Then it says how to get one
+    assert result.exit_code == 2
+    assert "jobkit dev" in result.output
+
+
+def test_schema_exports_the_payload_contract() -> None:
+    result = runner.invoke(app, ["schema", "email.send_invite"])
+    assert result.exit_code == 0
+    schema = json.loads(result.output)
+    assert schema["title"] == "email.send_invite"
+    assert "to" in schema["required"]

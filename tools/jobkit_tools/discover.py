@@ -1,0 +1,76 @@
+"""Find the stack the CLI talks to: the environment, the local stack, or a deployed stack."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from jobkit.settings import Settings
+
+LOCAL_STATE = Path(".jobkit") / "local.json"
+
+
+class StackNotFoundError(Exception):
+    """Neither a local stack nor a deployed one could be found."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the stack is and the settings a producer needs there."""
+
+    description: str
+    settings: Settings
+    endpoint_url: str | None = None
+
+
+def settings_from_outputs(outputs: dict[str, str]) -> Settings:
+    """`JobsTableName`, `<Name>QueueUrl` and `<Name>DeadLetterQueueUrl` outputs -> settings."""
+    queues: dict[str, str] = {}
+    dead: dict[str, str] = {}
+    for key, value in outputs.items():
+        if m := re.fullmatch(r"(\w+?)DeadLetterQueueUrl", key):
+            dead[m.group(1).lower()] = value
+        elif m := re.fullmatch(r"(\w+?)QueueUrl", key):
+            queues[m.group(1).lower()] = value
+    if "JobsTableName" not in outputs:
+        raise StackNotFoundError("the stack has no JobsTableName output: is it a jobkit stack?")
+    return Settings(table=outputs["JobsTableName"], queues=queues, dead_letter_queues=dead)
+
+
+def find(stack_name: str | None = None, state_file: Path = LOCAL_STATE) -> Target:
+    """The environment wins (JOBKIT_TABLE set), then a running local stack, then CloudFormation."""
+    if os.environ.get("JOBKIT_TABLE") and not stack_name:
+        return Target("settings from the environment", Settings())
+    if state_file.exists() and not stack_name:
+        state = json.loads(state_file.read_text())
+        endpoint = state["endpoint_url"]
+        os.environ["AWS_ENDPOINT_URL"] = endpoint
+        for name, value in (
+            ("AWS_DEFAULT_REGION", state.get("region", "us-east-1")),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ):
+            os.environ.setdefault(name, value)
+        return Target(
+            f"local stack at {endpoint}", settings_from_outputs(state["outputs"]), endpoint
+        )
+    return _deployed(stack_name or os.environ.get("JOBKIT_STACK", "jobkit-dev"))
+
+
+def _deployed(stack_name: str) -> Target:
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        stacks = boto3.client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"]
+    except (BotoCoreError, ClientError) as exc:
+        raise StackNotFoundError(
+            f"no jobkit stack found: no local stack is running (start one with `jobkit dev`) "
+            f"and the deployed stack {stack_name!r} could not be read ({exc}). Deploy with "
+            f"`sam deploy --guided`, or pass --stack NAME."
+        ) from None
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+    return Target(f"stack {stack_name}", settings_from_outputs(outputs))
