@@ -1,0 +1,82 @@
+"""template.yaml keeps the rules of DESIGN.md: checked on the template itself, no AWS needed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from jobkit.catalog import email
+from jobkit.jobs import registered_job_types
+from tests.conftest import template
+
+RESOURCES: dict[str, Any] = template()["Resources"]
+FUNCTIONS = {k: v for k, v in RESOURCES.items() if v["Type"] == "AWS::Serverless::Function"}
+QUEUES = {k: v for k, v in RESOURCES.items() if v["Type"] == "AWS::SQS::Queue"}
+
+
+def _queue_of(function: dict[str, Any]) -> str:
+    (event,) = function["Properties"]["Events"].values()
+    return str(event["Properties"]["Queue"]["Fn::GetAtt"][0])
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_queue_visibility_is_at_least_six_function_timeouts(name: str) -> None:
+    function = FUNCTIONS[name]["Properties"]
+    queue = QUEUES[_queue_of(FUNCTIONS[name])]["Properties"]
+    assert queue["VisibilityTimeout"] >= 6 * function["Timeout"]
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_event_source_reports_partial_failures_and_caps_concurrency(name: str) -> None:
+    (event,) = FUNCTIONS[name]["Properties"]["Events"].values()
+    props = event["Properties"]
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert "MaximumConcurrency" in props["ScalingConfig"]
+    assert "ReservedConcurrentExecutions" not in FUNCTIONS[name]["Properties"]
+
+
+def test_redrive_is_a_crash_loop_net_above_every_attempt_count() -> None:
+    # Given the email queue's redrive policy and the email job types
+    max_receive = QUEUES["EmailQueue"]["Properties"]["RedrivePolicy"]["maxReceiveCount"]
+    attempts = [t.max_attempts for t in registered_job_types().values() if t.queue == email.QUEUE]
+    # Then a healthy job runs out of attempts (and is dead-lettered by jobkit) first
+    assert attempts
+    assert max_receive > max(attempts)
+
+
+@pytest.mark.parametrize("name", sorted(QUEUES))
+def test_queues_are_encrypted(name: str) -> None:
+    props = QUEUES[name]["Properties"]
+    assert props.get("SqsManagedSseEnabled") or props.get("KmsMasterKeyId")
+
+
+def test_job_log_is_encrypted_recoverable_and_expires_finished_jobs() -> None:
+    table = RESOURCES["JobsTable"]["Properties"]
+    assert table["SSESpecification"]["SSEEnabled"] is True
+    assert table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    # No index is keyed by state alone (one hot partition per state).
+    for index in table["GlobalSecondaryIndexes"]:
+        hash_key = next(k for k in index["KeySchema"] if k["KeyType"] == "HASH")
+        assert hash_key["AttributeName"] in {"type_shard", "state_shard"}
+        assert index["Projection"]["ProjectionType"] == "KEYS_ONLY"
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_function_policies_name_actions_and_resources(name: str) -> None:
+    # Least privilege: no wildcard actions, and "*" resources only under a condition.
+    for policy in FUNCTIONS[name]["Properties"]["Policies"]:
+        for statement in policy["Statement"]:
+            assert all("*" not in action for action in statement["Action"])
+            if statement["Resource"] == "*":
+                assert statement.get("Condition"), statement["Sid"]
+
+
+def test_every_dead_letter_queue_has_an_alarm() -> None:
+    alarms = [r["Properties"] for r in RESOURCES.values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+    watched = {a["Dimensions"][0]["Value"]["Fn::GetAtt"][0] for a in alarms}
+    dead_letter_queues = {k for k in QUEUES if "DeadLetter" in k}
+    assert dead_letter_queues
+    assert dead_letter_queues <= watched
