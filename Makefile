@@ -3,6 +3,7 @@ PYTHON ?= $(shell command -v python3.13 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+export SAM_CLI_TELEMETRY := 0
 
 .PHONY: demo test lint typecheck validate unit integration e2e bench build clean
 
