@@ -23,14 +23,14 @@ PAYLOADS: dict[str, tuple[BaseModel, dict[str, str]]] = {
             name="Ada",
             inviter_name="Grace",
             org_name="Engines Ltd",
-            accept_url="https://app.example.com/invites/abc",  # type: ignore[arg-type]
+            accept_url="https://app.example.com/invites/abc",
         ),
         {"subject": "Grace invited you to join Engines Ltd", "link": "/invites/abc"},
     ),
     "password_reset": (
         PasswordResetPayload(
             to="ada@example.com",
-            reset_url="https://app.example.com/reset/t0k",  # type: ignore[arg-type]
+            reset_url="https://app.example.com/reset/t0k",
             expires_in_minutes=30,
         ),
         {"subject": "Reset your password", "link": "/reset/t0k", "body": "30 minutes"},
@@ -39,7 +39,7 @@ PAYLOADS: dict[str, tuple[BaseModel, dict[str, str]]] = {
         VerificationPayload(
             to="ada@example.com",
             name="Ada",
-            verify_url="https://app.example.com/verify/v3r",  # type: ignore[arg-type]
+            verify_url="https://app.example.com/verify/v3r",
         ),
         {"subject": "Confirm your email address", "link": "/verify/v3r"},
     ),
@@ -87,7 +87,7 @@ def test_html_escapes_payload_fields_but_text_keeps_them() -> None:
         to="ada@example.com",
         inviter_name="<script>alert(1)</script>",
         org_name="A & B",
-        accept_url="https://app.example.com/i?a=1&b=2",  # type: ignore[arg-type]
+        accept_url="https://app.example.com/i?a=1&b=2",
     )
     # When the invitation renders
     email = render("invite", fields(payload))
@@ -121,7 +121,7 @@ def test_a_multiline_subject_becomes_one_line() -> None:
         to="ada@example.com",
         inviter_name="Grace",
         org_name="Evil\r\nBcc: victim@example.com",
-        accept_url="https://app.example.com/i",  # type: ignore[arg-type]
+        accept_url="https://app.example.com/i",
     )
     # When it renders, Then the subject has no line break left
     subject = render("invite", fields(payload)).subject

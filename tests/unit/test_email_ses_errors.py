@@ -71,9 +71,8 @@ def test_rejections_and_other_client_errors_are_permanent(code: str, status: int
 
 def test_addresses_in_ses_messages_are_masked() -> None:
     # Given an SES rejection naming the sender and the recipient
-    exc = client_error(
-        "MessageRejected", 400, "Email address is not verified: no-reply@example.com, ada@lovelace.org"
-    )
+    message = "Email address is not verified: no-reply@example.com, ada@lovelace.org"
+    exc = client_error("MessageRejected", 400, message)
     # When it is classified
     text = str(classify(exc))
     # Then neither address is in the error text in clear, but one can still tell them apart
