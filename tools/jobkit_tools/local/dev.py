@@ -1,0 +1,344 @@
+"""`jobkit dev`: the whole local stack in one process tree, and its clean stop.
+
+`LocalStack` starts moto (a child process), deploys the template into it, starts an SQS poller
+per event source mapping (threads) with each function's containers (child processes), and
+optionally the SES throttling proxy. `run_dev` wraps it for the CLI: signals, console, the
+`.jobkit/local.json` other terminals read, and the demo.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any, TextIO, cast
+
+from jobkit_tools.local.esm import QueuePoller
+from jobkit_tools.local.faults import SesThrottleProxy
+from jobkit_tools.local.motoserver import SENT_EMAILS_PATH
+from jobkit_tools.local.stack import (
+    DEFAULT_STACK_NAME,
+    Deployment,
+    LocalStackError,
+    MotoServer,
+    client,
+    deploy,
+    verify_ses_identities,
+)
+
+log = logging.getLogger("jobkit.local")
+
+STATE_FILE = Path(".jobkit") / "local.json"
+LOG_DIR = Path(".jobkit") / "logs"
+
+
+class FunctionLogs:
+    """Where function output goes: the console (prefixed) or one file per function."""
+
+    def __init__(self, directory: Path | None, stream: TextIO | None = None) -> None:
+        self.directory = directory
+        self.stream = stream or sys.stderr
+        self._files: dict[str, TextIO] = {}
+        self._lock = threading.Lock()
+        if directory is not None:
+            directory.mkdir(parents=True, exist_ok=True)
+
+    def write(self, source: str, line: str) -> None:
+        """One log line of a container (`source` is `<LogicalId>#<n>`)."""
+        with self._lock:
+            if self.directory is None:
+                self.stream.write(f"{source:>18} | {line}\n")
+                self.stream.flush()
+                return
+            function = source.split("#", 1)[0]
+            handle = self._files.get(function)
+            if handle is None:
+                handle = (self.directory / f"{function}.log").open("a", encoding="utf-8")
+                self._files[function] = handle
+            handle.write(f"{source} {line}\n")
+            handle.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            for handle in self._files.values():
+                handle.close()
+            self._files.clear()
+
+
+class LocalStack:
+    """The local stack as a context manager: start, use (`deployment`, `producer_env`), stop.
+
+    Usable from tests: `with LocalStack(template) as stack: ...` leaves no process behind.
+    """
+
+    def __init__(
+        self,
+        template: Path = Path("template.yaml"),
+        parameters: dict[str, str] | None = None,
+        *,
+        stack_name: str = DEFAULT_STACK_NAME,
+        ses_fault_injection: bool = False,
+        throttled_calls: int = 1,
+        log_dir: Path | None = None,
+        log_stream: TextIO | None = None,
+        state_file: Path | None = None,
+        init_timeout: float = 30.0,
+    ) -> None:
+        self.template = template
+        self.parameters = dict(parameters or {})
+        self.stack_name = stack_name
+        self.ses_fault_injection = ses_fault_injection
+        self.throttled_calls = throttled_calls
+        self.logs = FunctionLogs(log_dir, log_stream)
+        self.state_file = state_file
+        self.init_timeout = init_timeout
+        self.moto = MotoServer(log_dir / "moto.log" if log_dir else None)
+        self.proxy: SesThrottleProxy | None = None
+        self.pollers: list[QueuePoller] = []
+        self._deployment: Deployment | None = None
+
+    @property
+    def deployment(self) -> Deployment:
+        if self._deployment is None:
+            raise LocalStackError("the local stack is not started")
+        return self._deployment
+
+    @property
+    def endpoint_url(self) -> str:
+        return self.deployment.endpoint_url
+
+    def producer_env(self) -> dict[str, str]:
+        """Environment for a producer process (JOBKIT_TABLE, JOBKIT_QUEUES, AWS_ENDPOINT_URL...)."""
+        return self.deployment.producer_env()
+
+    def start(self) -> LocalStack:
+        """Start moto, deploy, start the pollers; on any failure, stop what was started."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop(graceful=False)
+            raise
+        return self
+
+    def _start(self) -> None:
+        _refuse_second_stack(self.state_file)
+        started = time.monotonic()
+        endpoint_url = self.moto.start()
+        deployment = deploy(endpoint_url, self.template, self.parameters, self.stack_name)
+        verify_ses_identities(deployment, self.parameters)
+        if self.ses_fault_injection:
+            self.proxy = SesThrottleProxy(endpoint_url, self.throttled_calls)
+            proxy_url = self.proxy.start()
+            deployment.functions = [
+                dataclasses.replace(
+                    f, environment={**f.environment, "AWS_ENDPOINT_URL_SESV2": proxy_url}
+                )
+                for f in deployment.functions
+            ]
+        self._deployment = deployment
+        by_name = {f.name: f for f in deployment.functions}
+        for mapping in deployment.mappings:
+            poller = QueuePoller(
+                by_name[mapping.function_name],
+                mapping,
+                endpoint_url,
+                self.logs.write,
+                init_timeout=self.init_timeout,
+            )
+            self.pollers.append(poller)
+            poller.start()
+        if self.state_file is not None:
+            self.state_file.parent.mkdir(parents=True, exist_ok=True)
+            state = {**deployment.describe(), "pid": os.getpid()}
+            self.state_file.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+        log.debug("local stack up in %.1f s", time.monotonic() - started)
+
+    def kill_functions(self) -> None:
+        """Kill every container now; in-flight messages come back after the visibility timeout."""
+        for poller in list(self.pollers):
+            poller.kill()
+
+    def stop(self, graceful: bool = True) -> None:
+        """Stop polling, finish (or kill) in-flight batches, then the proxy, then moto."""
+        if not graceful:
+            self.kill_functions()
+        for poller in self.pollers:
+            poller.stop(timeout=None if graceful else 0)
+        self.pollers = []
+        if self.proxy is not None:
+            self.proxy.stop()
+            self.proxy = None
+        self.moto.stop()
+        self.logs.close()
+        if self.state_file is not None and self._owns_state_file():
+            self.state_file.unlink(missing_ok=True)
+
+    def _owns_state_file(self) -> bool:
+        assert self.state_file is not None
+        try:
+            return bool(json.loads(self.state_file.read_text())["pid"] == os.getpid())
+        except (OSError, ValueError, KeyError):
+            return False
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop(graceful=exc_type is None)
+
+    # What happened -----------------------------------------------------------------------------
+
+    def sent_emails(self) -> list[dict[str, Any]]:
+        """The emails moto's SES accepted: id, source, destinations, subject (see motoserver)."""
+        with urllib.request.urlopen(f"{self.endpoint_url}{SENT_EMAILS_PATH}", timeout=30) as r:
+            return cast(list[dict[str, Any]], json.load(r))
+
+    def queue_depth(self, queue_url: str) -> int:
+        """Visible plus in-flight messages of a queue."""
+        attributes = client("sqs", self.endpoint_url).get_queue_attributes(
+            QueueUrl=queue_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"]) + int(
+            attributes["ApproximateNumberOfMessagesNotVisible"]
+        )
+
+
+def _refuse_second_stack(state_file: Path | None) -> None:
+    """One local stack per project: a second would overwrite the first one's local.json."""
+    if state_file is None or not state_file.exists():
+        return
+    try:
+        pid = int(json.loads(state_file.read_text())["pid"])
+    except (OSError, ValueError, KeyError):
+        return
+    if pid == os.getpid():
+        return
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return  # a stale file from a stack that was killed
+    except PermissionError:
+        pass
+    raise LocalStackError(f"a local stack is already running (pid {pid}, {state_file})")
+
+
+def run_dev(
+    demo: bool = False,
+    parameter_overrides: dict[str, str] | None = None,
+    *,
+    template: Path = Path("template.yaml"),
+    console_logs: bool | None = None,
+    demo_timeout: float = 120.0,
+) -> int:
+    """`jobkit dev [--demo]`: run the local stack until Ctrl-C (or until the demo is done).
+
+    Function logs go to the console, prefixed with the function, unless `console_logs` is
+    False (the default for the demo, to keep its table readable): then to `.jobkit/logs/`.
+    Returns the process exit code: 0 after a clean stop or a demo that went as expected.
+    """
+    from rich.console import Console
+
+    console = Console(stderr=False)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    log.setLevel(logging.INFO)
+    if console_logs is None:
+        console_logs = not demo
+    root = template.resolve().parent
+    stopping = threading.Event()
+    signals = _Signals(stopping)
+    stack = LocalStack(
+        template,
+        parameter_overrides,
+        ses_fault_injection=demo,
+        log_dir=None if console_logs else root / LOG_DIR,
+        state_file=root / STATE_FILE,
+    )
+    code = 0
+    with signals:
+        try:
+            console.print(f"[bold]jobkit dev[/bold]: deploying {template} to moto ...")
+            stack.start()
+            _print_summary(console, stack, console_logs, root)
+            if stopping.is_set():
+                pass
+            elif demo:
+                from jobkit_tools.local.demo import run_demo
+
+                code = run_demo(stack, console, stopping, timeout=demo_timeout)
+            else:
+                console.print("Ctrl-C to stop.")
+                stopping.wait()
+        except LocalStackError as error:
+            console.print(f"[red]local stack failed:[/red] {error}")
+            code = 1
+        finally:
+            console.print("stopping: waiting for in-flight batches (Ctrl-C again to kill) ...")
+            signals.on_second = stack.kill_functions
+            stack.stop(graceful=not signals.hard)
+            console.print("stopped.")
+    return code
+
+
+class _Signals:
+    """SIGINT/SIGTERM -> a stop event; a second one -> kill at once."""
+
+    def __init__(self, stopping: threading.Event) -> None:
+        self.stopping = stopping
+        self.hard = False
+        self.on_second: Any = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.stopping.is_set():
+            self.hard = True
+            if self.on_second is not None:
+                with contextlib.suppress(Exception):
+                    self.on_second()
+        self.stopping.set()
+
+    def __enter__(self) -> _Signals:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+def _print_summary(console: Any, stack: LocalStack, console_logs: bool, root: Path) -> None:
+    deployment = stack.deployment
+    console.print(f"moto at [bold]{deployment.endpoint_url}[/bold] (region us-east-1)")
+    for key, value in deployment.outputs.items():
+        console.print(f"  {key}: {value}")
+    for poller in stack.pollers:
+        m = poller.mapping
+        queue = m.queue_arn.rsplit(":", 1)[-1]
+        console.print(
+            f"  {poller.function.logical_id} <- {queue}: batch {m.batch_size},"
+            f" window {m.batching_window:g} s, concurrency {poller.concurrency},"
+            f" timeout {poller.function.timeout} s"
+            + (", partial batch responses" if m.report_batch_item_failures else "")
+        )
+    for logical_id, name in deployment.lifted.items():
+        console.print(f"  {logical_id}: created through its API ({name})")
+    if not console_logs:
+        console.print(f"function logs: {root / LOG_DIR}/")
+    console.print(
+        f"other terminals: `jobkit status`, `jobkit jobs` find it via {root / STATE_FILE}"
+    )

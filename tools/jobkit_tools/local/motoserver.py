@@ -1,0 +1,88 @@
+"""Moto's server in a child process of `jobkit dev`, on a free loopback port.
+
+Run as `python -P motoserver.py` (by path, so it imports only moto). It prints one JSON line,
+`{"port": N}`, once it listens, and exits when its stdin closes: a dev process that dies,
+even by SIGKILL, takes its emulator with it. A child process rather than a thread keeps the
+emulator off the dev process's GIL, so it gets a core of its own while workers run.
+
+It adds one route to moto's: `GET /_jobkit/ses/sent` lists the emails moto's SES accepted.
+Moto's own `/moto-api/data.json` cannot serve them here: it serializes every model, and a
+Lambda function's model then asks for a Docker client and fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from typing import Any
+
+SENT_EMAILS_PATH = "/_jobkit/ses/sent"
+
+
+def sent_emails() -> list[dict[str, Any]]:
+    """Every message moto's SES (v1 and v2 share it) accepted, in every account and region."""
+    from moto.ses.models import ses_backends
+
+    sent = []
+    for account_id, regions in dict.items(ses_backends):  # dict's own: no lazy backends
+        for region, backend in dict.items(regions):
+            for message in backend.sent_messages:
+                destinations = message.destinations
+                if isinstance(destinations, dict):
+                    addresses = [a for key in sorted(destinations) for a in destinations[key]]
+                else:
+                    addresses = list(destinations or [])
+                sent.append(
+                    {
+                        "id": getattr(message, "id", ""),
+                        "kind": type(message).__name__,
+                        "source": message.source,
+                        "destinations": addresses,
+                        "subject": getattr(message, "subject", None),
+                        "account_id": account_id,
+                        "region": region,
+                    }
+                )
+    return sent
+
+
+def main() -> int:
+    """Serve moto on 127.0.0.1 until stdin reaches EOF."""
+    # Imported here: the module docstring and `-P` keep this file importable without moto.
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
+
+    class QuietHandler(MotoRequestHandler):
+        """Moto's handler without one access-log line per request."""
+
+        def log_request(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+    host = os.environ.get("JOBKIT_LOCAL_MOTO_HOST", "127.0.0.1")
+    moto_app = DomainDispatcherApplication(create_backend_app)
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("PATH_INFO") == SENT_EMAILS_PATH:
+            body = json.dumps(sent_emails()).encode()
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [body]
+        return moto_app(environ, start_response)
+
+    server = make_server(host, 0, app, threaded=True, request_handler=QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, name="moto", daemon=True)
+    thread.start()
+    sys.stdout.write(json.dumps({"port": server.server_address[1]}) + "\n")
+    sys.stdout.flush()
+    sys.stdin.read()  # blocks until the parent closes the pipe or dies
+    server.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
