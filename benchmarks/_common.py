@@ -1,0 +1,207 @@
+"""What the benchmarks share: paths, a fake AWS environment, the moto stack, a test job type,
+SQS events shaped the way Lambda's event source mapping delivers them, and the result rows."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import statistics
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+LAYER = ROOT / "layers" / "jobkit"
+PRICES = Path(__file__).resolve().parent / "prices.json"
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+BATCH_SIZE = 10
+
+FAKE_AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+}
+
+
+def setup_process() -> None:
+    """Credentials that go nowhere, and the library importable from a plain checkout."""
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
+        os.environ.pop(name, None)
+    os.environ.update(FAKE_AWS_ENV)
+    os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "jobkit")
+    os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "bench")
+    for path in (str(LAYER), str(ROOT)):
+        if path not in sys.path:
+            sys.path.insert(0, path)
+
+
+def template() -> dict[str, Any]:
+    from samtranslator.yaml_helper import yaml_parse
+
+    return yaml_parse((ROOT / "template.yaml").read_text())  # type: ignore[no-any-return]
+
+
+def prices() -> dict[str, Any]:
+    return json.loads(PRICES.read_text())  # type: ignore[no-any-return]
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+@dataclass
+class Result:
+    """One line of the final summary."""
+
+    benchmark: str
+    measure: str
+    value: float
+    target: float | None  # None: informational
+    unit: str = ""
+
+    @property
+    def verdict(self) -> str:
+        if self.target is None:
+            return "INFO"
+        if self.value != self.value:  # NaN: could not measure
+            return "SKIP"
+        return "PASS" if self.value <= self.target else "MISS"
+
+
+# -- the stack in moto ---------------------------------------------------------------------
+
+
+@contextmanager
+def moto_stack() -> Iterator[Any]:
+    """moto's in-process AWS with the table and queues of template.yaml (tests/conftest.py)."""
+    from moto import mock_aws
+
+    from jobkit import aws
+
+    setup_process()
+    from tests.conftest import create_stack_resources
+
+    with mock_aws():
+        aws.reset_clients()
+        try:
+            yield create_stack_resources()
+        finally:
+            aws.reset_clients()
+
+
+_JOB_TYPE: Any = None
+
+
+def bench_job_type() -> Any:
+    """`bench.noop` on the email queue: a payload shaped like a real email job's references."""
+    global _JOB_TYPE
+    if _JOB_TYPE is None:
+        from pydantic import BaseModel, ConfigDict
+
+        from jobkit.jobs import JobType
+
+        class NoopPayload(BaseModel):
+            model_config = ConfigDict(extra="forbid", frozen=True)
+
+            user_id: str
+            org_id: str
+            template: str
+            url: str
+
+        _JOB_TYPE = JobType("bench.noop", NoopPayload, "email", max_attempts=5, timeout=10.0)
+    return _JOB_TYPE
+
+
+def payload(i: int) -> dict[str, str]:
+    return {
+        "user_id": f"usr_{i:08d}",
+        "org_id": "org_00042",
+        "template": "invitation",
+        "url": f"https://app.example.com/invite/{uuid.UUID(int=i).hex}",
+    }
+
+
+def noop_processor(payload: Any, ctx: Any) -> None:
+    return None
+
+
+def sqs_record(body: str, queue_arn: str, receipt_handle: str | None = None) -> dict[str, Any]:
+    """One record of a Lambda SQS event."""
+    message_id = str(uuid.uuid4())
+    return {
+        "messageId": message_id,
+        "receiptHandle": receipt_handle or f"rh-{message_id}",
+        "body": body,
+        "attributes": {
+            "ApproximateReceiveCount": "1",
+            "SentTimestamp": "1700000000000",
+            "SenderId": "AIDAEXAMPLE",
+            "ApproximateFirstReceiveTimestamp": "1700000000001",
+        },
+        "messageAttributes": {},
+        "md5OfBody": hashlib.md5(body.encode()).hexdigest(),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": REGION,
+    }
+
+
+def sqs_event(bodies: list[str], queue_arn: str) -> dict[str, Any]:
+    return {"Records": [sqs_record(b, queue_arn) for b in bodies]}
+
+
+def queue_arn(url: str) -> str:
+    return f"arn:aws:sqs:{REGION}:{ACCOUNT}:{url.rstrip('/').rsplit('/', 1)[-1]}"
+
+
+class CountingSink:
+    """A stream that counts what the worker logs (bytes CloudWatch Logs would ingest)."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self.lines = 0
+
+    def write(self, text: str) -> int:
+        self.bytes += len(text.encode())
+        self.lines += text.count("\n")
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+@contextmanager
+def quiet_logs(sink: CountingSink | None = None) -> Iterator[CountingSink]:
+    """Send the Powertools logger's JSON lines and EMF metrics (print) to a counting sink.
+
+    The work of formatting them is still done (Lambda pays it too); only the terminal is spared.
+    """
+    from contextlib import redirect_stdout
+
+    from jobkit.observability import logger
+
+    sink = sink or CountingSink()
+    handler = logger.registered_handler
+    old = handler.stream  # type: ignore[attr-defined]
+    handler.stream = sink  # type: ignore[attr-defined]
+    try:
+        with redirect_stdout(sink):  # type: ignore[type-var]
+            yield sink
+    finally:
+        handler.stream = old  # type: ignore[attr-defined]
+
+
+def fmt_us(seconds: float) -> str:
+    return f"{seconds * 1e6:,.1f} µs"
+
+
+def fmt_ms(seconds: float) -> str:
+    return f"{seconds * 1e3:,.1f} ms"
