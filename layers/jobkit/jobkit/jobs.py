@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -27,7 +28,11 @@ class Backoff:
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after failed attempt number `attempt` (1-based)."""
-        ceiling = float(min(self.cap, self.base * 2 ** max(attempt - 1, 0)))
+        try:
+            growth = 2.0 ** max(attempt - 1, 0)
+        except OverflowError:  # attempt > 1024: long past any cap
+            growth = math.inf
+        ceiling = float(min(self.cap, self.base * growth))
         jitter = float((rng or random.Random()).uniform(0, ceiling / 2))
         return ceiling / 2 + jitter
 
