@@ -25,6 +25,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from jobkit import aws
@@ -74,7 +75,8 @@ _ATTRIBUTES = (
 _NAME = re.compile(r"(?<![:#\w])(" + "|".join(_ATTRIBUTES) + r")\b")
 
 
-def _placeholders(*expressions: str) -> tuple[list[str], dict[str, str]]:
+@lru_cache(maxsize=128)
+def _placeholders(*expressions: str) -> tuple[tuple[str, ...], dict[str, str]]:
     """Write every attribute as `#name` (DynamoDB reserves words such as state and result)."""
     names: dict[str, str] = {}
 
@@ -82,7 +84,7 @@ def _placeholders(*expressions: str) -> tuple[list[str], dict[str, str]]:
         names[f"#{match.group(1)}"] = match.group(1)
         return f"#{match.group(1)}"
 
-    return [_NAME.sub(sub, e) for e in expressions], names
+    return tuple(_NAME.sub(sub, e) for e in expressions), names
 
 
 def shard_of(job_id: str) -> int:
@@ -539,7 +541,7 @@ class JobLog:
             "TableName": self.table,
             "Key": {"pk": _s(job_id)},
             "UpdateExpression": update,
-            "ExpressionAttributeNames": names,
+            "ExpressionAttributeNames": dict(names),  # the cached dict is shared
             "ExpressionAttributeValues": values,
             "ReturnValues": returns,
             "ReturnValuesOnConditionCheckFailure": on_conflict,
