@@ -158,8 +158,10 @@ class Worker:
         registered = self._types.get(envelope.type)
         if registered is None:
             reason = f"no processor for job type {envelope.type!r} on queue {self.queue!r}"
+            # The dead letter must carry the job's generation, or a redrive cannot revive it.
+            known = self.log.get(envelope.id)
             self.log.fail(envelope.id, None, reason, Retention().failed)
-            self._dead_letter_job(envelope, reason, 0)
+            self._dead_letter_job(envelope, reason, known.generation if known else 0)
             logger.error("job failed", extra={"error": reason, "reason": "unknown_type"})
             return
         job_type, fn = registered
