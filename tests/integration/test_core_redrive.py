@@ -5,6 +5,7 @@ from __future__ import annotations
 import boto3
 
 from jobkit import JobState, PermanentError
+from jobkit.worker import Worker
 from tests.conftest import Stack
 
 from .test_core_support import (
@@ -141,3 +142,27 @@ def test_a_stale_dead_letter_does_not_revive_a_later_failure(stack: Stack) -> No
     job = stack.client.get_job("stale-failed")
     assert job is not None
     assert (job.state, job.generation) == (JobState.FAILED, 1)
+
+
+def test_a_job_no_worker_hosts_is_revived_by_redrive_after_a_retry(stack: Stack) -> None:
+    # Given a job at generation 1 (failed, then retried) that reaches a worker which does not
+    # host its type (a deploy that lost the processor)
+    runs = Runs()
+    fail_to_dlq(stack, "homeless", runs)
+    boto3.client("sqs").purge_queue(QueueUrl=stack.dlq_url)
+    stack.client.retry("homeless")
+    bare = Worker("email", stack.worker_settings())
+    assert deliver(stack, bare, receive_now(stack)) == []
+    job = stack.client.get_job("homeless")
+    assert job is not None
+    assert (job.state, job.generation) == (JobState.FAILED, 1)
+    # When the processor is back and the dead letters are redriven
+    assert stack.client.redrive("email").moved == 1
+    # Then the job is queued again and runs
+    job = stack.client.get_job("homeless")
+    assert job is not None
+    assert (job.state, job.generation) == (JobState.QUEUED, 2)
+    assert deliver(stack, make_worker(stack, runs), receive_now(stack)) == []
+    job = stack.client.get_job("homeless")
+    assert job is not None
+    assert job.state == JobState.SUCCEEDED
