@@ -447,13 +447,18 @@ class QueuePoller:
             self._delete(done)
             self._count(outcome, len(records), len(done))
             if reason:
-                log.info(
-                    "%s: batch of %d: %d done, %d back to the queue (%s)",
+                # Reported item failures are routine (retries); errors and timeouts are not.
+                log.log(
+                    logging.DEBUG if outcome.status == "ok" else logging.WARNING,
+                    "%s: batch of %d: %d done, %d back to the queue (%s%s)",
                     self.function.logical_id,
                     len(records),
                     len(done),
                     len(records) - len(done),
                     reason,
+                    f": {outcome.error.get('errorType')}: {outcome.error.get('errorMessage')}"
+                    if outcome.error
+                    else "",
                 )
         except Exception:
             log.exception("%s: batch failed in the local runner", self.function.logical_id)

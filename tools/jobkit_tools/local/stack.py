@@ -460,6 +460,7 @@ def deploy(
         if r.get("LogicalResourceId")
     }
     _fix_layer_refs(cfn, all_outputs, endpoint_url)
+    _complete_tables(cfn, resources, endpoint_url)
     lifted_names = _create_lifted(lifted, all_outputs, stack_name, endpoint_url)
     # A resource moto neither created nor rejected; one with a Condition is taken as switched off.
     skipped = [
@@ -527,6 +528,28 @@ def _fix_layer_refs(cfn: dict[str, Any], outputs: dict[str, str], endpoint_url: 
             outputs[key] = versions[name]
         elif len(versions) == 1:  # LayerName was an intrinsic: the stack has one layer
             outputs[key] = next(iter(versions.values()))
+
+
+def _complete_tables(cfn: dict[str, Any], resources: dict[str, str], endpoint_url: str) -> None:
+    """Apply the table settings moto's CloudFormation ignores: TTL and point-in-time recovery."""
+    ddb = client("dynamodb", endpoint_url)
+    for logical_id, resource in cfn["Resources"].items():
+        if resource["Type"] != "AWS::DynamoDB::Table" or not resources.get(logical_id):
+            continue
+        table = resources[logical_id]
+        properties = resource.get("Properties", {})
+        ttl = properties.get("TimeToLiveSpecification", {})
+        if isinstance(ttl.get("AttributeName"), str) and str(ttl.get("Enabled")).lower() == "true":
+            ddb.update_time_to_live(
+                TableName=table,
+                TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True},
+            )
+        pitr = properties.get("PointInTimeRecoverySpecification", {})
+        if str(pitr.get("PointInTimeRecoveryEnabled")).lower() == "true":
+            ddb.update_continuous_backups(
+                TableName=table,
+                PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
+            )
 
 
 def _read_functions(
