@@ -80,7 +80,44 @@ Parameters:
   Setting:
     Type: String
     Default: from-template
+  AlertEmail:
+    Type: String
+    Default: ops@example.com
+Conditions:
+  HasAlertEmail: !Not [!Equals [!Ref AlertEmail, ""]]
+  Never: !Equals [a, b]
 Resources:
+  # Types moto's CloudFormation skips: the local stack creates them through their APIs.
+  AlertTopic:
+    Type: AWS::SNS::Topic
+  AlertSubscription:
+    Type: AWS::SNS::Subscription
+    Condition: HasAlertEmail
+    Properties:
+      TopicArn: !Ref AlertTopic
+      Protocol: email
+      Endpoint: !Ref AlertEmail
+  NeverSubscription:
+    Type: AWS::SNS::Subscription
+    Condition: Never
+    Properties:
+      TopicArn: !Ref AlertTopic
+      Protocol: email
+      Endpoint: never@example.com
+  BacklogAlarm:
+    Type: AWS::CloudWatch::Alarm
+    Properties:
+      Namespace: AWS/SQS
+      MetricName: ApproximateNumberOfMessagesVisible
+      Dimensions:
+        - Name: QueueName
+          Value: !GetAtt ProbeQueue.QueueName
+      Statistic: Maximum
+      Period: 60
+      EvaluationPeriods: "1"
+      Threshold: 100
+      ComparisonOperator: GreaterThanThreshold
+      AlarmActions: [!Ref AlertTopic]
   ProbeQueue:
     Type: AWS::SQS::Queue
     Properties:

@@ -8,7 +8,6 @@ optionally the SES throttling proxy. `run_dev` wraps it for the CLI: signals, co
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
@@ -62,7 +61,8 @@ class FunctionLogs:
             function = source.split("#", 1)[0]
             handle = self._files.get(function)
             if handle is None:
-                handle = (self.directory / f"{function}.log").open("a", encoding="utf-8")
+                # One file per function and run: a new run starts it afresh.
+                handle = (self.directory / f"{function}.log").open("w", encoding="utf-8")
                 self._files[function] = handle
             handle.write(f"{source} {line}\n")
             handle.flush()
@@ -252,10 +252,14 @@ def run_dev(
     Returns the process exit code: 0 after a clean stop or a demo that went as expected.
     """
     from rich.console import Console
+    from rich.logging import RichHandler
 
     console = Console(stderr=False)
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    # Through the console, so the demo's live table and the runner's warnings share the screen.
+    handler = RichHandler(console=console, show_path=False, log_time_format="%H:%M:%S")
+    log.addHandler(handler)
     log.setLevel(logging.INFO)
+    log.propagate = False
     if console_logs is None:
         console_logs = not demo
     root = template.resolve().parent
@@ -288,9 +292,10 @@ def run_dev(
             code = 1
         finally:
             console.print("stopping: waiting for in-flight batches (Ctrl-C again to kill) ...")
-            signals.on_second = stack.kill_functions
+            signals.on_second = stack.kill_functions  # run in a thread: stop() may hold locks
             stack.stop(graceful=not signals.hard)
             console.print("stopped.")
+            log.removeHandler(handler)
     return code
 
 
@@ -307,8 +312,7 @@ class _Signals:
         if self.stopping.is_set():
             self.hard = True
             if self.on_second is not None:
-                with contextlib.suppress(Exception):
-                    self.on_second()
+                threading.Thread(target=self.on_second, daemon=True).start()
         self.stopping.set()
 
     def __enter__(self) -> _Signals:

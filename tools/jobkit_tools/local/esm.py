@@ -185,8 +185,10 @@ class Container:
 
     def kill(self) -> None:
         """SIGKILL the whole process group, as Lambda ends a timed-out sandbox."""
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)
+        # Only while the leader is not reaped: until then its pid (the group id) cannot be reused.
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
         self._join_readers()
 
@@ -367,13 +369,13 @@ class QueuePoller:
         messages: list[dict[str, Any]] = []
         window_closes: float | None = None
         while len(messages) < size and not self._stopping.is_set():
-            if window_closes is None:
-                wait = RECEIVE_WAIT_S
-            else:
+            # Short receives, so a stop never waits long; the window opens with the first record.
+            wait = RECEIVE_WAIT_S
+            if window_closes is not None:
                 remaining = window_closes - time.monotonic()
                 if remaining <= 0:
                     break
-                wait = max(1, min(20, round(remaining)))
+                wait = max(1, min(RECEIVE_WAIT_S, round(remaining)))
             received = self._sqs.receive_message(
                 QueueUrl=self.mapping.queue_url,
                 MaxNumberOfMessages=min(10, size - len(messages)),

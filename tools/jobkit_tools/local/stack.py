@@ -15,10 +15,12 @@ import io
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -27,6 +29,7 @@ import boto3
 import yaml
 from botocore import xform_name
 from botocore.config import Config
+from botocore.exceptions import ClientError
 from botocore.model import ListShape, MapShape, Shape, StructureShape
 from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
@@ -46,12 +49,33 @@ DUMMY_CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_SESSION_TOKEN": "testing",
 }
-# Resource types moto's CloudFormation skips (with a warning, leaving the stack "complete"):
-# created through their own API after the stack, see `_create_lifted`.
-LIFTED_TYPES = {
-    "AWS::CloudWatch::Alarm": ("cloudwatch", "PutMetricAlarm", "AlarmName"),
-    "AWS::Scheduler::ScheduleGroup": ("scheduler", "CreateScheduleGroup", "Name"),
-    "AWS::Scheduler::Schedule": ("scheduler", "CreateSchedule", "Name"),
+
+
+def _subscription_call(properties: dict[str, Any]) -> dict[str, Any]:
+    """AWS::SNS::Subscription properties -> sns.subscribe parameters (the rest are attributes)."""
+    call: dict[str, Any] = {
+        k: properties.pop(k) for k in ("TopicArn", "Protocol", "Endpoint") if k in properties
+    }
+    properties.pop("Region", None)
+    attributes = {
+        key: value if isinstance(value, str) else json.dumps(value)
+        for key, value in properties.items()
+    }
+    if attributes:
+        call["Attributes"] = {
+            k: v.lower() if v in ("True", "False") else v for k, v in attributes.items()
+        }
+    return {**call, "ReturnSubscriptionArn": True}
+
+
+# Resource types moto's CloudFormation skips (with a warning, leaving the stack "complete"),
+# created through their own API after the stack instead, see `_create_lifted`:
+# type -> (service, operation, name property or None, properties -> call parameters).
+LIFTED_TYPES: dict[str, tuple[str, str, str | None, Callable[[dict[str, Any]], dict[str, Any]]]] = {
+    "AWS::CloudWatch::Alarm": ("cloudwatch", "PutMetricAlarm", "AlarmName", dict),
+    "AWS::Scheduler::ScheduleGroup": ("scheduler", "CreateScheduleGroup", "Name", dict),
+    "AWS::Scheduler::Schedule": ("scheduler", "CreateSchedule", "Name", dict),
+    "AWS::SNS::Subscription": ("sns", "Subscribe", None, _subscription_call),
 }
 _HIDDEN_OUTPUT = "JobkitLocalValue"
 _INTRINSICS = {
@@ -322,40 +346,60 @@ def _package(template: dict[str, Any], root: Path, s3: Any) -> dict[str, Path]:
     return sources
 
 
-def _lift_unsupported(cfn: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Take out the resources moto's CloudFormation cannot create; keep their intrinsics resolvable.
+class _HiddenOutputs:
+    """Values only the stack can compute (intrinsics, conditions), fetched as extra outputs.
 
-    Each intrinsic (`Ref`, `Fn::GetAtt`, ...) inside a lifted resource becomes a hidden stack
-    output and a placeholder: the stack resolves it like any other output, and `_create_lifted`
-    puts the value back. A `Condition` on the resource becomes an `Fn::If` output the same way.
+    `hide(node)` turns each intrinsic (`Ref`, `Fn::GetAtt`, ...) into a hidden stack output
+    and a placeholder: the stack resolves it like any other output, and `_resolve_placeholders`
+    puts the value back after `create_stack`.
     """
-    lifted: dict[str, dict[str, Any]] = {}
-    outputs = cfn.setdefault("Outputs", {})
-    counter = 0
 
-    def hide(node: Any) -> Any:
-        nonlocal counter
+    def __init__(self, cfn: dict[str, Any]) -> None:
+        self.outputs = cfn.setdefault("Outputs", {})
+        self.counter = 0
+
+    def hide(self, node: Any) -> Any:
         if isinstance(node, dict):
             if len(node) == 1 and next(iter(node)) in _INTRINSICS:
-                counter += 1
-                name = f"{_HIDDEN_OUTPUT}{counter}"
-                outputs[name] = {"Value": node}
+                self.counter += 1
+                name = f"{_HIDDEN_OUTPUT}{self.counter}"
+                self.outputs[name] = {"Value": node}
                 return {"__jobkit_output__": name}
-            return {key: hide(value) for key, value in node.items()}
+            return {key: self.hide(value) for key, value in node.items()}
         if isinstance(node, list):
-            return [hide(item) for item in node]
+            return [self.hide(item) for item in node]
         return node
 
+    def condition(self, resource: dict[str, Any]) -> Any:
+        """A placeholder for "true"/"false": whether the resource's Condition holds."""
+        if "Condition" not in resource:
+            return "true"
+        return self.hide({"Fn::If": [resource["Condition"], "true", "false"]})
+
+
+def _lift_unsupported(
+    cfn: dict[str, Any], hidden: _HiddenOutputs
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Take out the resources moto's CloudFormation cannot create; keep what they need resolvable.
+
+    Returns the lifted resources (properties and condition as placeholders), and the condition
+    placeholder of every conditional resource left in, to tell a resource switched off by its
+    condition from one moto skipped.
+    """
+    lifted: dict[str, dict[str, Any]] = {}
+    conditions: dict[str, Any] = {}
     for logical_id in list(cfn["Resources"]):
         resource = cfn["Resources"][logical_id]
-        if resource.get("Type") not in LIFTED_TYPES:
-            continue
-        del cfn["Resources"][logical_id]
-        entry = {"Type": resource["Type"], "Properties": hide(resource.get("Properties", {}))}
-        if "Condition" in resource:
-            entry["Condition"] = hide({"Fn::If": [resource["Condition"], "true", "false"]})
-        lifted[logical_id] = entry
-    return lifted
+        if resource.get("Type") in LIFTED_TYPES:
+            del cfn["Resources"][logical_id]
+            lifted[logical_id] = {
+                "Type": resource["Type"],
+                "Properties": hidden.hide(resource.get("Properties", {})),
+                "Condition": hidden.condition(resource),
+            }
+        elif "Condition" in resource:
+            conditions[logical_id] = hidden.condition(resource)
+    return lifted, conditions
 
 
 def _resolve_placeholders(node: Any, outputs: dict[str, str]) -> Any:
@@ -400,16 +444,65 @@ def _create_lifted(
     """Create the lifted resources through their own APIs, with the stack's resolved values."""
     created: dict[str, str] = {}
     for logical_id, entry in lifted.items():
-        if _resolve_placeholders(entry.get("Condition", "true"), outputs) != "true":
+        if _resolve_placeholders(entry["Condition"], outputs) != "true":
             continue
-        service, operation, name_key = LIFTED_TYPES[entry["Type"]]
+        service, operation, name_key, to_call = LIFTED_TYPES[entry["Type"]]
         api = client(service, endpoint_url)
         properties = _resolve_placeholders(entry["Properties"], outputs)
-        properties.setdefault(name_key, f"{stack_name}-{logical_id}")
+        if name_key is not None:
+            properties.setdefault(name_key, f"{stack_name}-{logical_id}")
         shape = api.meta.service_model.operation_model(operation).input_shape
-        getattr(api, xform_name(operation))(**_coerce(properties, shape))
-        created[logical_id] = properties[name_key]
+        try:
+            response = getattr(api, xform_name(operation))(**_coerce(to_call(properties), shape))
+        except ClientError as error:
+            raise LocalStackError(f"{logical_id} ({entry['Type']}): {error}") from error
+        created[logical_id] = (
+            properties[name_key] if name_key is not None else str(response.get("SubscriptionArn"))
+        )
     return created
+
+
+def check_parameters(template: dict[str, Any], overrides: dict[str, str]) -> None:
+    """Refuse parameter values CloudFormation would refuse; moto's CloudFormation does not check.
+
+    Unknown names, missing values, `AllowedValues`, `MinValue`/`MaxValue` of a `Number`,
+    `MinLength`/`MaxLength`/`AllowedPattern` of a `String`.
+    """
+    declared: dict[str, Any] = template.get("Parameters", {})
+    problems = [
+        f"{name}: no such parameter (the template has {', '.join(sorted(declared))})"
+        for name in overrides
+        if name not in declared
+    ]
+    for name, spec in declared.items():
+        value = overrides.get(name, spec.get("Default"))
+        if value is None:
+            problems.append(f"{name}: no value and no default (pass {name}=...)")
+            continue
+        value = str(value)
+        allowed = spec.get("AllowedValues")
+        if allowed is not None and value not in [str(v) for v in allowed]:
+            problems.append(f"{name}={value!r}: not one of {allowed}")
+        if spec.get("Type") == "Number":
+            try:
+                number = float(value)
+            except ValueError:
+                problems.append(f"{name}={value!r}: not a number")
+                continue
+            if "MinValue" in spec and number < float(spec["MinValue"]):
+                problems.append(f"{name}={value}: below MinValue {spec['MinValue']}")
+            if "MaxValue" in spec and number > float(spec["MaxValue"]):
+                problems.append(f"{name}={value}: above MaxValue {spec['MaxValue']}")
+        elif spec.get("Type") == "String":
+            if "MinLength" in spec and len(value) < int(spec["MinLength"]):
+                problems.append(f"{name}: shorter than MinLength {spec['MinLength']}")
+            if "MaxLength" in spec and len(value) > int(spec["MaxLength"]):
+                problems.append(f"{name}: longer than MaxLength {spec['MaxLength']}")
+            pattern = spec.get("AllowedPattern")
+            if pattern and not re.fullmatch(pattern, value):
+                problems.append(f"{name}={value!r}: does not match {pattern}")
+    if problems:
+        raise LocalStackError("invalid parameters: " + "; ".join(problems))
 
 
 def translate(template: dict[str, Any], parameters: dict[str, str] | None = None) -> dict[str, Any]:
@@ -438,19 +531,23 @@ def deploy(
     started = time.monotonic()
     root = template_path.resolve().parent
     template = load_template(template_path)
+    check_parameters(template, parameters or {})
     sources = _package(template, root, client("s3", endpoint_url))
     cfn = translate(template, parameters)
-    lifted = _lift_unsupported(cfn)
+    lifted, conditions = _lift_unsupported(cfn, _HiddenOutputs(cfn))
     cloudformation = client("cloudformation", endpoint_url)
-    cloudformation.create_stack(
-        StackName=stack_name,
-        TemplateBody=json.dumps(cfn, default=str),
-        Parameters=[
-            {"ParameterKey": key, "ParameterValue": str(value)}
-            for key, value in (parameters or {}).items()
-        ],
-        Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
-    )
+    try:
+        cloudformation.create_stack(
+            StackName=stack_name,
+            TemplateBody=json.dumps(cfn, default=str),
+            Parameters=[
+                {"ParameterKey": key, "ParameterValue": str(value)}
+                for key, value in (parameters or {}).items()
+            ],
+            Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
+        )
+    except ClientError as error:
+        raise LocalStackError(f"create_stack failed: {error}") from error
     stack = _wait_for_stack(cloudformation, stack_name)
     all_outputs = {o["OutputKey"]: str(o.get("OutputValue", "")) for o in stack.get("Outputs", [])}
     # Moto lists a skipped conditional resource without ids, and a layer without a physical id.
@@ -462,11 +559,12 @@ def deploy(
     _fix_layer_refs(cfn, all_outputs, endpoint_url)
     _complete_tables(cfn, resources, endpoint_url)
     lifted_names = _create_lifted(lifted, all_outputs, stack_name, endpoint_url)
-    # A resource moto neither created nor rejected; one with a Condition is taken as switched off.
+    # A resource moto neither created nor rejected, although its condition (if any) holds.
     skipped = [
         logical_id
-        for logical_id, resource in cfn["Resources"].items()
-        if logical_id not in resources and "Condition" not in resource
+        for logical_id in cfn["Resources"]
+        if logical_id not in resources
+        and _resolve_placeholders(conditions.get(logical_id, "true"), all_outputs) == "true"
     ]
     for logical_id in skipped:
         log.warning(
