@@ -327,22 +327,25 @@ class _Signals:
 
 def _print_summary(console: Any, stack: LocalStack, console_logs: bool, root: Path) -> None:
     deployment = stack.deployment
-    console.print(f"moto at [bold]{deployment.endpoint_url}[/bold] (region us-east-1)")
-    for key, value in deployment.outputs.items():
-        console.print(f"  {key}: {value}")
+    lines = [f"moto at [bold]{deployment.endpoint_url}[/bold] (region us-east-1)"]
+    lines += [f"  {key}: {value}" for key, value in deployment.outputs.items()]
     for poller in stack.pollers:
         m = poller.mapping
         queue = m.queue_arn.rsplit(":", 1)[-1]
-        console.print(
+        lines.append(
             f"  {poller.function.logical_id} <- {queue}: batch {m.batch_size},"
             f" window {m.batching_window:g} s, concurrency {poller.concurrency},"
             f" timeout {poller.function.timeout} s"
             + (", partial batch responses" if m.report_batch_item_failures else "")
         )
-    for logical_id, name in deployment.lifted.items():
-        console.print(f"  {logical_id}: created through its API ({name})")
+    lines += [
+        f"  {lid}: created through its API ({name})" for lid, name in deployment.lifted.items()
+    ]
+    lines += [f"  {lid}: NOT emulated (moto skipped it)" for lid in deployment.skipped]
     if not console_logs:
-        console.print(f"function logs: {root / LOG_DIR}/")
-    console.print(
-        f"other terminals: `jobkit status`, `jobkit jobs` find it via {root / STATE_FILE}"
+        lines.append(f"function logs: {root / LOG_DIR}/")
+    lines.append(
+        f"other terminals: `jobkit jobs`, `jobkit status <id>` find it via {root / STATE_FILE}"
     )
+    for line in lines:
+        console.print(line, soft_wrap=True)  # URLs and ARNs stay whole, to copy them
