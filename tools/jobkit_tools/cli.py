@@ -76,12 +76,19 @@ def dev(
     param: Annotated[
         list[str] | None, typer.Option("--param", help="Template parameter override KEY=VALUE.")
     ] = None,
+    logs: Annotated[
+        str | None,
+        typer.Option(
+            help="Function logs: 'console' or 'file' (.jobkit/logs/); default: file with --demo."
+        ),
+    ] = None,
 ) -> None:
     """Run template.yaml locally on moto's server, with each function in its own process."""
     from jobkit_tools.local import run_dev
 
     overrides = dict(p.split("=", 1) for p in param or [])
-    raise typer.Exit(run_dev(demo=demo, parameter_overrides=overrides))
+    console_logs = None if logs is None else logs == "console"
+    raise typer.Exit(run_dev(demo=demo, parameter_overrides=overrides, console_logs=console_logs))
 
 
 @app.command()

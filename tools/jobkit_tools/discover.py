@@ -46,6 +46,8 @@ def find(stack_name: str | None = None, state_file: Path = LOCAL_STATE) -> Targe
         return Target("settings from the environment", Settings())
     if state_file.exists() and not stack_name:
         state = json.loads(state_file.read_text())
+        if not _alive(state.get("pid")):  # left behind by a dev process that was killed
+            return _deployed(os.environ.get("JOBKIT_STACK", "jobkit-dev"))
         endpoint = state["endpoint_url"]
         os.environ["AWS_ENDPOINT_URL"] = endpoint
         for name, value in (
@@ -58,6 +60,16 @@ def find(stack_name: str | None = None, state_file: Path = LOCAL_STATE) -> Targe
             f"local stack at {endpoint}", settings_from_outputs(state["outputs"]), endpoint
         )
     return _deployed(stack_name or os.environ.get("JOBKIT_STACK", "jobkit-dev"))
+
+
+def _alive(pid: object) -> bool:
+    try:
+        os.kill(int(str(pid)), 0)
+    except (ProcessLookupError, ValueError):
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _deployed(stack_name: str) -> Target:

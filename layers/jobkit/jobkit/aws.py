@@ -14,6 +14,9 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 _clients: dict[str, Any] = {}
+# Attempts per call, botocore's retries included. SES throttling is left to the job's own
+# backoff: retrying it inside the call would hold up the rest of the batch for seconds.
+_ATTEMPTS = {"sesv2": 1}
 _lock = threading.Lock()
 
 
@@ -28,7 +31,7 @@ def client(service: str) -> Any:
                 from botocore.config import Config
 
                 config = Config(
-                    retries={"mode": "standard", "max_attempts": 3},
+                    retries={"mode": "standard", "max_attempts": _ATTEMPTS.get(service, 3)},
                     connect_timeout=5,
                     read_timeout=20,
                     tcp_keepalive=True,
