@@ -286,7 +286,7 @@ def run_dev(
                 code = run_demo(stack, console, stopping, timeout=demo_timeout)
             else:
                 console.print("Ctrl-C to stop.")
-                stopping.wait()
+                _watch(stack, console, stopping)
         except LocalStackError as error:
             console.print(f"[red]local stack failed:[/red] {error}")
             code = 1
@@ -323,6 +323,31 @@ class _Signals:
     def __exit__(self, *exc: object) -> None:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
+
+
+def _watch(stack: LocalStack, console: Any, stopping: threading.Event) -> None:
+    """Until Ctrl-C, print what happened whenever it changes: jobs by state, emails SES sent,
+    dead letters. Counting scans the local table: fine on moto, never done against AWS."""
+    outputs = stack.deployment.outputs
+    ddb = client("dynamodb", stack.endpoint_url)
+    last = ""
+    while not stopping.wait(2.0):
+        states: dict[str, int] = {}
+        pages = ddb.get_paginator("scan").paginate(
+            TableName=outputs["JobsTableName"],
+            ProjectionExpression="#s",
+            ExpressionAttributeNames={"#s": "state"},
+        )
+        for page in pages:
+            for item in page.get("Items", []):
+                state = item["state"]["S"]
+                states[state] = states.get(state, 0) + 1
+        dead = sum(stack.queue_depth(url) for url in stack.deployment.dead_letter_queues().values())
+        line = "  ".join(f"{k} {v}" for k, v in sorted(states.items())) or "no jobs yet"
+        line = f"jobs: {line} | emails sent: {len(stack.sent_emails())} | dead letters: {dead}"
+        if line != last:
+            console.print(f"{time.strftime('%H:%M:%S')} {line}")
+            last = line
 
 
 def _print_summary(console: Any, stack: LocalStack, console_logs: bool, root: Path) -> None:
