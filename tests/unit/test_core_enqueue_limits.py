@@ -10,9 +10,9 @@ from pydantic import BaseModel
 
 from jobkit import (
     ConfigurationError,
-    DelayTooLongError,
     EnqueueRequest,
     EnvelopeTooLargeError,
+    InvalidScheduleError,
     JobType,
     JobValidationError,
     UnknownJobTypeError,
@@ -85,10 +85,11 @@ def test_the_size_limit_counts_bytes_not_characters(jobkit: Jobkit) -> None:
 
 
 @pytest.mark.parametrize("delay", [901, 900.5, timedelta(minutes=16), timedelta(days=1)], ids=str)
-def test_a_delay_over_900_seconds_is_refused(
+def test_a_delay_over_900_seconds_needs_the_scheduler_configured(
     jobkit: Jobkit, no_aws: list[str], delay: float | timedelta
 ) -> None:
-    with pytest.raises(DelayTooLongError, match="900"):
+    # Given no JOBKIT_SCHEDULE_GROUP / JOBKIT_SCHEDULER_ROLE_ARN, a long delay is a clear error
+    with pytest.raises(ConfigurationError, match="JOBKIT_SCHEDULE_GROUP"):
         jobkit.enqueue(BLOB, {}, job_id="late", delay=delay)
     assert no_aws == []
 
@@ -97,7 +98,7 @@ def test_a_delay_over_900_seconds_is_refused(
 def test_a_negative_delay_is_refused(
     jobkit: Jobkit, no_aws: list[str], delay: float | timedelta
 ) -> None:
-    with pytest.raises(DelayTooLongError, match="negative"):
+    with pytest.raises(InvalidScheduleError, match="negative"):
         jobkit.enqueue(BLOB, {}, job_id="past", delay=delay)
     assert no_aws == []
 
@@ -111,6 +112,27 @@ def test_accepted_delays_round_up_to_whole_seconds(
     jobkit: Jobkit, delay: float | timedelta | None, seconds: int
 ) -> None:
     assert jobkit._prepare(BLOB, {}, "ok", delay).delay_seconds == seconds
+
+
+def test_run_at_must_be_timezone_aware_and_exclusive_with_delay(
+    jobkit: Jobkit, no_aws: list[str]
+) -> None:
+    with pytest.raises(InvalidScheduleError, match="timezone-aware"):
+        jobkit.enqueue(BLOB, {}, job_id="naive", run_at=datetime(2030, 1, 1))
+    with pytest.raises(InvalidScheduleError, match="not both"):
+        jobkit.enqueue(BLOB, {}, job_id="both", delay=5, run_at=datetime(2030, 1, 1, tzinfo=UTC))
+    assert no_aws == []
+
+
+def test_run_at_in_the_past_runs_now_and_soon_waits_in_sqs(jobkit: Jobkit) -> None:
+    past = jobkit._prepare(BLOB, {}, "p", None, datetime(2020, 1, 1, tzinfo=UTC))
+    assert (past.due, past.delay_seconds, past.envelope.not_before) == (None, 0, None)
+    soon_at = client_module.utcnow() + timedelta(seconds=120)  # the fixture pins the clock
+    soon = jobkit._prepare(BLOB, {}, "s", None, soon_at)
+    assert soon.due == soon_at
+    assert soon.envelope.not_before == soon_at
+    assert soon.schedule is None
+    assert 119 <= soon.delay_seconds <= 120
 
 
 def test_an_invalid_payload_is_refused_before_aws(jobkit: Jobkit, no_aws: list[str]) -> None:

@@ -13,9 +13,9 @@ from typing import Any
 from jobkit.client import EnqueueManyResult, EnqueueRequest, Jobkit, RedriveResult, default_client
 from jobkit.errors import (
     ConfigurationError,
-    DelayTooLongError,
     EnqueueError,
     EnvelopeTooLargeError,
+    InvalidScheduleError,
     InvalidStateError,
     JobkitError,
     JobNotFoundError,
@@ -30,11 +30,11 @@ from jobkit.models import Job, JobState
 __all__ = [
     "Backoff",
     "ConfigurationError",
-    "DelayTooLongError",
     "EnqueueError",
     "EnqueueManyResult",
     "EnqueueRequest",
     "EnvelopeTooLargeError",
+    "InvalidScheduleError",
     "InvalidStateError",
     "Job",
     "JobNotFoundError",
@@ -48,6 +48,7 @@ __all__ = [
     "Retention",
     "TransientError",
     "UnknownJobTypeError",
+    "cancel",
     "enqueue",
     "enqueue_many",
     "get_job",
@@ -74,6 +75,10 @@ def list_jobs(
     state: JobState | str | None = None, job_type: JobType | str | None = None, limit: int = 50
 ) -> list[Job]:
     return default_client().list_jobs(state, job_type, limit)
+
+
+def cancel(job_id: str) -> Job:
+    return default_client().cancel(job_id)
 
 
 def retry(job_id: str) -> Job:

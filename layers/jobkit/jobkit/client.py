@@ -6,21 +6,21 @@ import math
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
 
-from jobkit import queues
+from jobkit import queues, schedules
 from jobkit.errors import (
-    DelayTooLongError,
     EnqueueError,
     EnvelopeTooLargeError,
+    InvalidScheduleError,
     InvalidStateError,
     JobkitError,
     JobNotFoundError,
 )
-from jobkit.jobs import JobType, get_job_type, registered_job_types
+from jobkit.jobs import JobType, Retention, get_job_type, registered_job_types
 from jobkit.models import (
     SQS_MAX_DELAY_SECONDS,
     SQS_MAX_MESSAGE_BYTES,
@@ -44,6 +44,7 @@ class EnqueueRequest:
     payload: BaseModel | dict[str, Any]
     job_id: str | None = None
     delay: Delay | None = None
+    run_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -90,21 +91,29 @@ class _Prepared:
     job_type: JobType
     envelope: Envelope
     body: str
-    delay_seconds: int
+    delay_seconds: int  # SQS DelaySeconds, for jobs due within 15 minutes
     given_id: bool  # caller-chosen ids may exist already; generated ones are new
+    due: datetime | None = None  # None: run now
+    schedule: str | None = None  # Scheduler schedule name, for jobs due later than that
 
 
-def _delay_seconds(delay: Delay | None) -> int:
+def due_time(delay: Delay | None, run_at: datetime | None, now: datetime) -> datetime | None:
+    """When a job may run: None for now. A time in the past runs now."""
+    if delay is not None and run_at is not None:
+        raise InvalidScheduleError("give either delay or run_at, not both")
+    if run_at is not None:
+        if run_at.tzinfo is None or run_at.utcoffset() is None:
+            raise InvalidScheduleError(
+                "run_at must be timezone-aware (e.g. datetime(..., tzinfo=UTC)); "
+                "a naive datetime is ambiguous"
+            )
+        return run_at if run_at > now else None
     if delay is None:
-        return 0
+        return None
     seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
     if seconds < 0:
-        raise DelayTooLongError(f"delay must not be negative (got {seconds:g} s)")
-    if seconds > SQS_MAX_DELAY_SECONDS:
-        raise DelayTooLongError(
-            f"delay of {seconds:g} s is over the {SQS_MAX_DELAY_SECONDS} s SQS can hold a message"
-        )
-    return math.ceil(seconds)
+        raise InvalidScheduleError(f"delay must not be negative (got {seconds:g} s)")
+    return now + timedelta(seconds=seconds) if seconds > 0 else None
 
 
 class Jobkit:
@@ -122,18 +131,30 @@ class Jobkit:
         payload: BaseModel | dict[str, Any],
         job_id: str | None,
         delay: Delay | None,
+        run_at: datetime | None = None,
     ) -> _Prepared:
         """Validate everything before anything is written or sent."""
         jt = get_job_type(job_type)
         model = jt.validate(payload)
-        delay_seconds = _delay_seconds(delay)
+        now = utcnow()
+        due = due_time(delay, run_at, now)
         self.settings.queue_url_of(jt.queue)
+        delay_seconds, schedule = 0, None
+        if due is not None:
+            wait = (due - now).total_seconds()
+            if wait <= SQS_MAX_DELAY_SECONDS:
+                delay_seconds = math.ceil(wait)
+            else:
+                self.settings.require_scheduler()
         envelope = Envelope(
             id=job_id or uuid.uuid4().hex,
             type=jt.name,
             payload=model.model_dump(mode="json"),
-            enqueued_at=utcnow(),
+            enqueued_at=now,
+            not_before=due,
         )
+        if due is not None and not delay_seconds:
+            schedule = schedules.schedule_name(envelope.id)
         body = envelope.to_json()
         size = len(body.encode())
         if size > SQS_MAX_MESSAGE_BYTES:
@@ -141,7 +162,7 @@ class Jobkit:
                 f"{jt.name} job is {size:,} bytes, over the SQS limit of "
                 f"{SQS_MAX_MESSAGE_BYTES:,}: keep payloads to references (ids)"
             )
-        return _Prepared(jt, envelope, body, delay_seconds, given_id=job_id is not None)
+        return _Prepared(jt, envelope, body, delay_seconds, job_id is not None, due, schedule)
 
     def _item(self, prepared: _Prepared) -> Item:
         return new_item(
@@ -151,7 +172,35 @@ class Jobkit:
             prepared.job_type.max_attempts,
             prepared.envelope.payload,
             now=prepared.envelope.enqueued_at,
+            run_at=prepared.due,
+            schedule=prepared.schedule,
         )
+
+    def _schedule(self, prepared: _Prepared) -> None:
+        """Have Scheduler send the job to its queue shortly before it is due."""
+        group, role = self.settings.require_scheduler()
+        assert prepared.due is not None and prepared.schedule is not None
+        queue_url = self.settings.queue_url_of(prepared.job_type.queue)
+        dlq_url = self.settings.dead_letter_queues.get(prepared.job_type.queue)
+        schedules.create_at(
+            prepared.schedule,
+            group,
+            prepared.due - timedelta(seconds=schedules.FIRE_EARLY_SECONDS),
+            queues.arn_of(queue_url),
+            role,
+            prepared.body,
+            queues.arn_of(dlq_url) if dlq_url else None,
+        )
+
+    def _dispatch(self, prepared: _Prepared) -> None:
+        if prepared.schedule:
+            self._schedule(prepared)
+        else:
+            queues.send(
+                self.settings.queue_url_of(prepared.job_type.queue),
+                prepared.body,
+                prepared.delay_seconds,
+            )
 
     def enqueue(
         self,
@@ -160,19 +209,21 @@ class Jobkit:
         *,
         job_id: str | None = None,
         delay: Delay | None = None,
+        run_at: datetime | None = None,
     ) -> Job:
         """Validate, record and send one job. The same `job_id` twice returns the first job
-        and sends nothing."""
-        prepared = self._prepare(job_type, payload, job_id, delay)
+        and sends nothing.
+
+        `delay` (seconds or timedelta) or `run_at` (timezone-aware) make it `scheduled`: due
+        within 15 minutes it waits in SQS (DelaySeconds); later, a one-time Scheduler
+        schedule sends it shortly before it is due and the worker holds it to the second.
+        """
+        prepared = self._prepare(job_type, payload, job_id, delay, run_at)
         created, job = self.log.put_new(self._item(prepared))
         if not created:
             return job
         try:
-            queues.send(
-                self.settings.queue_url_of(prepared.job_type.queue),
-                prepared.body,
-                prepared.delay_seconds,
-            )
+            self._dispatch(prepared)
         except Exception as exc:
             reason = redact(f"enqueue failed: could not send to queue: {exc}")
             self.log.mark_send_failed(job.id, reason, prepared.job_type.retention.failed)
@@ -193,7 +244,9 @@ class Jobkit:
         first_of: dict[str, int] = {}
         for index, request in enumerate(requests):
             try:
-                p = self._prepare(request.job_type, request.payload, request.job_id, request.delay)
+                p = self._prepare(
+                    request.job_type, request.payload, request.job_id, request.delay, request.run_at
+                )
             except JobkitError as exc:
                 outcomes[index] = EnqueueOutcome(index, request.job_id, error=str(exc))
                 continue
@@ -218,6 +271,16 @@ class Jobkit:
                 outcomes[index] = EnqueueOutcome(
                     index, p.envelope.id, error="job log write kept failing (throttled); not sent"
                 )
+                continue
+            if p.schedule:
+                try:
+                    self._schedule(p)
+                except Exception as exc:
+                    reason = redact(f"enqueue failed: could not create its schedule: {exc}")
+                    self.log.mark_send_failed(p.envelope.id, reason, p.job_type.retention.failed)
+                    outcomes[index] = EnqueueOutcome(index, p.envelope.id, error=reason)
+                else:
+                    outcomes[index] = EnqueueOutcome(index, p.envelope.id, self._job_of(p), True)
                 continue
             by_queue.setdefault(p.job_type.queue, []).append(
                 queues.Outgoing(str(index), p.body, p.delay_seconds)
@@ -255,11 +318,12 @@ class Jobkit:
             id=p.envelope.id,
             type=p.job_type.name,
             queue=p.job_type.queue,
-            state=JobState.QUEUED,
+            state=JobState.SCHEDULED if p.due else JobState.QUEUED,
             max_attempts=p.job_type.max_attempts,
             created_at=now,
             updated_at=now,
             payload=p.envelope.payload,
+            run_at=p.due,
         )
 
     # -- read ------------------------------------------------------------------------------
@@ -298,6 +362,26 @@ class Jobkit:
             if (wanted is None or j.state == wanted) and (type_name is None or j.type == type_name)
         ]
         return selected[:limit]
+
+    def cancel(self, job_id: str) -> Job:
+        """Cancel a scheduled, queued or retrying job (deleting its schedule, if any). A
+        worker never runs a cancelled job; a running or finished one cannot be cancelled."""
+        job = self.log.get(job_id)  # for its type's retention; cancels are rare
+        if job is None:
+            raise JobNotFoundError(f"no job {job_id!r} in the job log")
+        job_type = registered_job_types().get(job.type)
+        retention = (job_type.retention if job_type else Retention()).cancelled
+        done, before, schedule = self.log.cancel(job_id, retention)
+        if before is None:
+            raise JobNotFoundError(f"no job {job_id!r} in the job log")
+        if not done:
+            raise InvalidStateError(
+                f"job {job_id} is {before.state.value}: only a scheduled, queued or retrying "
+                "job can be cancelled"
+            )
+        if schedule:
+            schedules.delete(schedule, self.settings.require_scheduler()[0])
+        return before.model_copy(update={"state": JobState.CANCELLED})
 
     # -- failures --------------------------------------------------------------------------
 

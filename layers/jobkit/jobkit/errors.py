@@ -28,8 +28,8 @@ class EnvelopeTooLargeError(JobkitError):
     """The job's message would exceed the SQS message size limit."""
 
 
-class DelayTooLongError(JobkitError):
-    """The delay is longer than SQS can hold a message back."""
+class InvalidScheduleError(JobkitError):
+    """A delay or run time that cannot be honoured (negative, naive datetime, both given)."""
 
 
 class JobNotFoundError(JobkitError):

@@ -50,6 +50,7 @@ class Envelope(BaseModel):
     type: str = Field(min_length=1)
     payload: dict[str, Any]
     enqueued_at: datetime
+    not_before: datetime | None = None  # a worker that gets it earlier hides it until then
     dead_letter: DeadLetter | None = None
 
     def to_json(self) -> str:
@@ -77,6 +78,7 @@ class Job(BaseModel):
     error: str | None = None
     payload: dict[str, Any] = Field(default_factory=dict, repr=False)
     generation: int = 0
+    run_at: datetime | None = None
 
 
 def utcnow() -> datetime:

@@ -98,6 +98,12 @@ def dead_letter(dlq_url: str, body: str, reason: str, job_id: str | None, source
     aws.sqs().send_message(QueueUrl=dlq_url, MessageBody=body, MessageAttributes=attributes)
 
 
+def arn_of(queue_url: str) -> str:
+    """The ARN of a queue from its URL (…/<account>/<name>), without a request."""
+    account, name = queue_url.rstrip("/").split("/")[-2:]
+    return f"arn:aws:sqs:{aws.sqs().meta.region_name}:{account}:{name}"
+
+
 def queue_arn(queue_url: str) -> str:
     response = aws.sqs().get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
     return response["Attributes"]["QueueArn"]

@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     dead_letter_queues: dict[str, str] = Field(
         default_factory=dict, description="Queue name -> its dead-letter queue URL (redrive)."
     )
+    schedule_group: str = Field(default="", description="Scheduler group of delayed jobs.")
+    scheduler_role_arn: str = Field(default="", description="Role Scheduler sends jobs with.")
     worker_queue: str = Field(default="", description="The queue this worker consumes.")
     queue_url: str = Field(default="", description="URL of this worker's queue.")
     dead_letter_queue_url: str = Field(default="", description="URL of this worker's DLQ.")
@@ -48,6 +50,14 @@ class Settings(BaseSettings):
             raise ConfigurationError(
                 f"no dead-letter queue URL for queue {queue!r}: set JOBKIT_DEAD_LETTER_QUEUES"
             ) from None
+
+    def require_scheduler(self) -> tuple[str, str]:
+        if not (self.schedule_group and self.scheduler_role_arn):
+            raise ConfigurationError(
+                "jobs due in more than 15 minutes need EventBridge Scheduler: set "
+                "JOBKIT_SCHEDULE_GROUP and JOBKIT_SCHEDULER_ROLE_ARN"
+            )
+        return self.schedule_group, self.scheduler_role_arn
 
     def require_table(self) -> str:
         if not self.table:

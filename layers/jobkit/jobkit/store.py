@@ -44,6 +44,7 @@ INDEX_SHARDS = 8
 INDEXED_STATES = frozenset(
     {JobState.SCHEDULED, JobState.RETRYING, JobState.FAILED, JobState.CANCELLED}
 )
+CANCELLABLE = (JobState.SCHEDULED, JobState.QUEUED, JobState.RETRYING)
 BY_TYPE = "by_type"
 BY_STATE = "by_state"
 _FINISHED = (JobState.SUCCEEDED.value, JobState.FAILED.value, JobState.CANCELLED.value)
@@ -115,8 +116,12 @@ def new_item(
     payload: dict[str, Any],
     state: JobState = JobState.QUEUED,
     now: datetime | None = None,
+    run_at: datetime | None = None,
+    schedule: str | None = None,
 ) -> Item:
-    """The item `enqueue` writes."""
+    """The item `enqueue` writes; a job with a due time is `scheduled`."""
+    if run_at is not None and state is JobState.QUEUED:
+        state = JobState.SCHEDULED
     stamp = iso(now or utcnow())
     item: Item = {
         "pk": _s(job_id),
@@ -131,6 +136,10 @@ def new_item(
         "type_shard": _s(f"{job_type}#{shard_of(job_id)}"),
         "payload": _json(payload),
     }
+    if run_at is not None:
+        item["run_at"] = _s(iso(run_at))
+    if schedule:
+        item["schedule_name"] = _s(schedule)
     if state in INDEXED_STATES:
         item["state_shard"] = _s(f"{state.value}#{shard_of(job_id)}")
     return item
@@ -170,6 +179,7 @@ def job_from_item(item: dict[str, Any]) -> Job:
         error=get("error"),
         payload=loads("payload") or {},
         generation=get("generation") or 0,
+        run_at=get("run_at"),
     )
 
 
@@ -325,6 +335,7 @@ class JobLog:
         now_ms_ = int(now.timestamp() * 1000)
         values: dict[str, AttributeValueTypeDef] = {
             ":running": _s(JobState.RUNNING.value),
+            ":scheduled": _s(JobState.SCHEDULED.value),
             ":queued": _s(JobState.QUEUED.value),
             ":retrying": _s(JobState.RETRYING.value),
             ":one": _n(1),
@@ -332,7 +343,10 @@ class JobLog:
             ":now_ms": _n(now_ms_),
             ":lease": _n(now_ms_ + int(lease_seconds * 1000)),
         }
-        condition = "state IN (:queued, :retrying) OR (state = :running AND lease_until < :now_ms)"
+        condition = (
+            "state IN (:scheduled, :queued, :retrying) "
+            "OR (state = :running AND lease_until < :now_ms)"
+        )
         update = (
             "SET state = :running, attempts = attempts + :one, lease_until = :lease, "
             "started_at = :now, updated_at = :now REMOVE state_shard"
@@ -344,6 +358,7 @@ class JobLog:
                 "lease_until = :lease, started_at = :now, updated_at = :now "
                 "REMOVE state_shard, expires_at, finished_at"
             )
+            values.pop(":scheduled")
             values.pop(":queued")
             values.pop(":retrying")
             values.pop(":now_ms")
@@ -371,7 +386,7 @@ class JobLog:
                 return Claim(ClaimOutcome.BUSY, job, max((lease_ms - now_ms_) / 1000, 0.0))
             if job.state.finished:
                 return Claim(ClaimOutcome.FINISHED, job)
-            # scheduled (or a dead-letter redrive of an old generation that was reset since)
+            # queued/retrying again: a dead letter of an older generation, reset since
             return Claim(ClaimOutcome.FINISHED, job)
         return Claim(ClaimOutcome.CLAIMED, job_from_item(response["Attributes"]))
 
@@ -451,6 +466,38 @@ class JobLog:
         return self._conditional(
             job_id, update, values, "attribute_exists(pk) AND NOT state IN (:f0, :f1, :f2)"
         )
+
+    def cancel(self, job_id: str, retention: timedelta) -> tuple[bool, Job | None, str | None]:
+        """scheduled | queued | retrying -> cancelled: (done, job before, its schedule name).
+
+        On refusal the job as it is comes back (None if there is no such job)."""
+        from botocore.exceptions import ClientError
+
+        now = utcnow()
+        values: dict[str, AttributeValueTypeDef] = {
+            ":cancelled": _s(JobState.CANCELLED.value),
+            ":now": _s(iso(now)),
+            ":shard": _s(f"cancelled#{shard_of(job_id)}"),
+            ":ttl": _ttl(retention, now),
+            **{f":w{i}": _s(s.value) for i, s in enumerate(CANCELLABLE)},
+        }
+        try:
+            response = self._update(
+                job_id,
+                "SET state = :cancelled, finished_at = :now, updated_at = :now, "
+                "state_shard = :shard, expires_at = :ttl REMOVE lease_until",
+                values,
+                condition="attribute_exists(pk) AND state IN (:w0, :w1, :w2)",
+                returns="ALL_OLD",
+                on_conflict="ALL_OLD",
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            old = exc.response.get("Item")
+            return False, job_from_item(dict(old)) if old else None, None  # type: ignore[call-overload]
+        old_item: dict[str, Any] = response["Attributes"]
+        return True, job_from_item(old_item), old_item.get("schedule_name", {}).get("S")
 
     def report_progress(self, job_id: str, attempt: int, progress: Any) -> bool:
         return self._finish(

@@ -171,6 +171,11 @@ class Worker:
             # Too little time left in this invocation to run the job within its timeout: hand it
             # back at once, without spending an attempt.
             self._defer(record, 0, "not enough time left in this invocation")
+        if envelope.not_before is not None:
+            wait = (envelope.not_before - utcnow()).total_seconds()
+            if wait > 0.5:
+                # Scheduler fires up to a minute early by design: hold it to the second.
+                self._defer(record, wait, "not due yet")
         generation = envelope.dead_letter.generation if envelope.dead_letter else None
         claim = self.log.claim(envelope.id, job_type.timeout, generation)
         if claim.outcome is ClaimOutcome.MISSING and generation is None:
