@@ -93,3 +93,43 @@ def test_schema_exports_the_payload_contract() -> None:
     schema = json.loads(result.output)
     assert schema["title"] == "email.send_invite"
     assert "to" in schema["required"]
+
+
+def test_a_job_enqueued_for_later_can_be_cancelled(env: Stack) -> None:
+    # Given a job due in a minute, enqueued from the command line
+    result = runner.invoke(
+        app,
+        [
+            "enqueue",
+            "email.send_invite",
+            "--payload",
+            json.dumps(INVITE),
+            "--id",
+            "c",
+            "--delay",
+            "60",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "c scheduled (due" in result.output
+    # When it is cancelled, it says so; cancelling again says why it cannot
+    assert "c cancelled" in runner.invoke(app, ["cancel", "c"]).output
+    again = runner.invoke(app, ["cancel", "c"])
+    assert again.exit_code == 1
+    assert "is cancelled" in again.output
+
+
+def test_a_naive_run_at_is_refused(env: Stack) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "enqueue",
+            "email.send_invite",
+            "--payload",
+            json.dumps(INVITE),
+            "--run-at",
+            "2030-01-01T09:00:00",
+        ],
+    )
+    assert result.exit_code != 0
+    assert env.receive(env.queue_url) == []

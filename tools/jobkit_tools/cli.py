@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+from datetime import datetime
 from typing import Annotated, Any
 
 import typer
@@ -96,19 +97,37 @@ def enqueue(
     job_type: Annotated[str, typer.Argument(help="Job type name, e.g. email.send_invite.")],
     payload: Annotated[str, typer.Option(help="Payload as JSON.")],
     job_id: Annotated[str | None, typer.Option("--id", help="Job id (deduplicates).")] = None,
-    delay: Annotated[
-        float | None, typer.Option(help="Seconds before the job may run (≤ 900).")
+    delay: Annotated[float | None, typer.Option(help="Seconds before the job may run.")] = None,
+    run_at: Annotated[
+        datetime | None,
+        typer.Option(
+            "--run-at",
+            formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d %H:%M:%S%z"],
+            help="When the job may run, with its UTC offset: 2026-12-01T09:00:00+0100.",
+        ),
     ] = None,
     stack: StackOption = None,
 ) -> None:
-    """Enqueue one job."""
+    """Enqueue one job (now, after --delay, or at --run-at)."""
     client, _ = _client(stack)
     try:
         data: Any = json.loads(payload)
     except json.JSONDecodeError as exc:
         raise _fail(ValueError(f"--payload is not valid JSON: {exc}")) from None
     try:
-        job = client.enqueue(job_type, data, job_id=job_id, delay=delay)
+        job = client.enqueue(job_type, data, job_id=job_id, delay=delay, run_at=run_at)
+    except JobkitError as exc:
+        raise _fail(exc) from None
+    due = f" (due {job.run_at:%Y-%m-%d %H:%M:%S %Z})" if job.run_at else ""
+    console.print(f"{job.id} {job.state.value}{due}")
+
+
+@app.command()
+def cancel(job_id: str, stack: StackOption = None) -> None:
+    """Cancel a scheduled, queued or retrying job; it will never run."""
+    client, _ = _client(stack)
+    try:
+        job = client.cancel(job_id)
     except JobkitError as exc:
         raise _fail(exc) from None
     console.print(f"{job.id} {job.state.value}")

@@ -27,7 +27,8 @@ class Target:
 
 
 def settings_from_outputs(outputs: dict[str, str]) -> Settings:
-    """`JobsTableName`, `<Name>QueueUrl` and `<Name>DeadLetterQueueUrl` outputs -> settings."""
+    """`JobsTableName`, `<Name>QueueUrl`, `<Name>DeadLetterQueueUrl`, `ScheduleGroupName` and
+    `SchedulerRoleArn` outputs -> settings."""
     queues: dict[str, str] = {}
     dead: dict[str, str] = {}
     for key, value in outputs.items():
@@ -37,7 +38,13 @@ def settings_from_outputs(outputs: dict[str, str]) -> Settings:
             queues[m.group(1).lower()] = value
     if "JobsTableName" not in outputs:
         raise StackNotFoundError("the stack has no JobsTableName output: is it a jobkit stack?")
-    return Settings(table=outputs["JobsTableName"], queues=queues, dead_letter_queues=dead)
+    return Settings(
+        table=outputs["JobsTableName"],
+        queues=queues,
+        dead_letter_queues=dead,
+        schedule_group=outputs.get("ScheduleGroupName", ""),
+        scheduler_role_arn=outputs.get("SchedulerRoleArn", ""),
+    )
 
 
 def find(stack_name: str | None = None, state_file: Path = LOCAL_STATE) -> Target:
