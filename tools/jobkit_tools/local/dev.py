@@ -24,6 +24,7 @@ from typing import Any, TextIO, cast
 from jobkit_tools.local.esm import QueuePoller
 from jobkit_tools.local.faults import SesThrottleProxy
 from jobkit_tools.local.motoserver import SENT_EMAILS_PATH
+from jobkit_tools.local.scheduler import DEFAULT_WINDOW_S, ScheduleFirer
 from jobkit_tools.local.stack import (
     DEFAULT_STACK_NAME,
     Deployment,
@@ -92,6 +93,7 @@ class LocalStack:
         log_stream: TextIO | None = None,
         state_file: Path | None = None,
         init_timeout: float = 30.0,
+        schedule_window: float = DEFAULT_WINDOW_S,
     ) -> None:
         self.template = template
         self.parameters = dict(parameters or {})
@@ -104,6 +106,9 @@ class LocalStack:
         self.moto = MotoServer(log_dir / "moto.log" if log_dir else None)
         self.proxy: SesThrottleProxy | None = None
         self.pollers: list[QueuePoller] = []
+        # Fires Scheduler schedules up to `schedule_window` s late, as AWS may (0: on time).
+        self.schedule_window = schedule_window
+        self.scheduler: ScheduleFirer | None = None
         self._deployment: Deployment | None = None
 
     @property
@@ -156,6 +161,7 @@ class LocalStack:
             )
             self.pollers.append(poller)
             poller.start()
+        self.scheduler = ScheduleFirer(endpoint_url, window_seconds=self.schedule_window).start()
         if self.state_file is not None:
             self.state_file.parent.mkdir(parents=True, exist_ok=True)
             state = {**deployment.describe(), "pid": os.getpid()}
@@ -169,6 +175,9 @@ class LocalStack:
 
     def stop(self, graceful: bool = True) -> None:
         """Stop polling, finish (or kill) in-flight batches, then the proxy, then moto."""
+        if self.scheduler is not None:
+            self.scheduler.stop()
+            self.scheduler = None
         if not graceful:
             self.kill_functions()
         for poller in self.pollers:
@@ -367,6 +376,10 @@ def _print_summary(console: Any, stack: LocalStack, console_logs: bool, root: Pa
         f"  {lid}: created through its API ({name})" for lid, name in deployment.lifted.items()
     ]
     lines += [f"  {lid}: NOT emulated (moto skipped it)" for lid in deployment.skipped]
+    if stack.scheduler is not None:
+        lines.append(
+            f"  Scheduler schedules: fired locally, up to {stack.schedule_window:g} s late"
+        )
     if not console_logs:
         lines.append(f"function logs: {root / LOG_DIR}/")
     lines.append(

@@ -377,6 +377,66 @@ class _HiddenOutputs:
         return self.hide({"Fn::If": [resource["Condition"], "true", "false"]})
 
 
+def _arn_of_lifted(kind: str, properties: dict[str, Any], name: Any) -> Any:
+    """`Fn::GetAtt [X, Arn]` of a lifted resource, as an expression the stack can resolve."""
+    prefix: list[Any] = ["arn:aws:"]
+    region_account = [":", {"Ref": "AWS::Region"}, ":", {"Ref": "AWS::AccountId"}, ":"]
+    if kind == "AWS::Scheduler::ScheduleGroup":
+        parts = [*prefix, "scheduler", *region_account, "schedule-group/", name]
+    elif kind == "AWS::Scheduler::Schedule":
+        group = properties.get("GroupName", "default")
+        parts = [*prefix, "scheduler", *region_account, "schedule/", group, "/", name]
+    elif kind == "AWS::CloudWatch::Alarm":
+        parts = [*prefix, "cloudwatch", *region_account, "alarm:", name]
+    else:
+        return None
+    return {"Fn::Join": ["", parts]}
+
+
+def _point_refs_at_lifted(cfn: dict[str, Any], stack_name: str) -> None:
+    """Replace `Ref`/`Fn::GetAtt ... Arn`/`${X}` of a lifted resource by its name or ARN.
+
+    Moto's CloudFormation fails on a reference to a resource the template no longer has (a
+    lifted one): the name it will be created with (its name property, or the default
+    `_create_lifted` gives it) and the ARN derived from it stand in, as literals or intrinsics
+    the stack resolves (the schedule group's `!Sub jobkit-${Environment}`).
+    """
+    names: dict[str, Any] = {}
+    arns: dict[str, Any] = {}
+    for logical_id, resource in cfn["Resources"].items():
+        kind = resource.get("Type")
+        if kind not in LIFTED_TYPES or LIFTED_TYPES[kind][2] is None:
+            continue
+        properties = resource.get("Properties", {})
+        name = properties.get(LIFTED_TYPES[kind][2]) or f"{stack_name}-{logical_id}"
+        names[logical_id] = name
+        arns[logical_id] = _arn_of_lifted(kind, properties, name)
+
+    def rewrite(node: Any) -> Any:
+        if isinstance(node, list):
+            return [rewrite(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        if len(node) == 1:
+            ((key, value),) = node.items()
+            if key == "Ref" and value in names:
+                return rewrite(names[value])
+            if key == "Fn::GetAtt":
+                target = value.split(".", 1) if isinstance(value, str) else value
+                if target[0] in arns and target[1] == "Arn" and arns[target[0]] is not None:
+                    return rewrite(arns[target[0]])
+            if key == "Fn::Sub":
+                text, variables = (value, {}) if isinstance(value, str) else value
+                used = {lid: names[lid] for lid in names if f"${{{lid}}}" in text}
+                if used:
+                    return {"Fn::Sub": [text, rewrite({**used, **variables})]}
+        return {key: rewrite(value) for key, value in node.items()}
+
+    for section in ("Resources", "Outputs"):
+        if section in cfn:
+            cfn[section] = rewrite(cfn[section])
+
+
 def _lift_unsupported(
     cfn: dict[str, Any], hidden: _HiddenOutputs
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
@@ -388,7 +448,12 @@ def _lift_unsupported(
     """
     lifted: dict[str, dict[str, Any]] = {}
     conditions: dict[str, Any] = {}
-    for logical_id in list(cfn["Resources"]):
+    # Schedule groups first: a schedule is created in its group.
+    order = sorted(
+        cfn["Resources"],
+        key=lambda lid: cfn["Resources"][lid].get("Type") != "AWS::Scheduler::ScheduleGroup",
+    )
+    for logical_id in order:
         resource = cfn["Resources"][logical_id]
         if resource.get("Type") in LIFTED_TYPES:
             del cfn["Resources"][logical_id]
@@ -534,6 +599,7 @@ def deploy(
     check_parameters(template, parameters or {})
     sources = _package(template, root, client("s3", endpoint_url))
     cfn = translate(template, parameters)
+    _point_refs_at_lifted(cfn, stack_name)
     lifted, conditions = _lift_unsupported(cfn, _HiddenOutputs(cfn))
     cloudformation = client("cloudformation", endpoint_url)
     try:

@@ -1,0 +1,340 @@
+"""The local stack fires EventBridge Scheduler schedules stored in moto, as Scheduler does.
+
+Most tests drive the firer against a bare moto server, one `tick()` at a time, with an
+injected clock (window 0: no random lateness). One runs it as the stack's thread, on the
+real clock, and one deploys a template whose schedule the stack creates and fires.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from jobkit_tools.local import LocalStack
+from jobkit_tools.local.scheduler import (
+    ScheduleExpressionError,
+    ScheduleFirer,
+    parse_expression,
+)
+from jobkit_tools.local.stack import MotoServer, client
+
+from .conftest import wait_until
+
+pytestmark = pytest.mark.e2e
+
+GROUP = "jobkit-jobs"
+ROLE_ARN = "arn:aws:iam::123456789012:role/scheduler"
+
+
+@dataclass
+class Moto:
+    endpoint_url: str
+    scheduler: Any
+    sqs: Any
+
+    def queue(self) -> tuple[str, str]:
+        """A fresh queue: (url, arn)."""
+        url = self.sqs.create_queue(QueueName=f"q-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+        arn = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+        return url, arn["Attributes"]["QueueArn"]
+
+    def schedule(self, expression: str, target: dict[str, Any], **extra: Any) -> str:
+        name = f"s-{uuid.uuid4().hex[:8]}"
+        self.scheduler.create_schedule(
+            Name=name,
+            GroupName=GROUP,
+            ScheduleExpression=expression,
+            FlexibleTimeWindow={"Mode": "OFF"},
+            Target={"RoleArn": ROLE_ARN, **target},
+            **extra,
+        )
+        return name
+
+    def exists(self, name: str) -> bool:
+        names = self.scheduler.list_schedules(GroupName=GROUP)["Schedules"]
+        return any(s["Name"] == name for s in names)
+
+    def receive(self, url: str) -> list[dict[str, Any]]:
+        messages: list[dict[str, Any]] = self.sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+        ).get("Messages", [])
+        return messages
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[Moto]:
+    server = MotoServer()
+    endpoint_url = server.start()
+    try:
+        scheduler = client("scheduler", endpoint_url)
+        scheduler.create_schedule_group(Name=GROUP)
+        yield Moto(endpoint_url, scheduler, client("sqs", endpoint_url))
+    finally:
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def no_schedules_left(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Each test sees only its own schedules: delete them all afterwards."""
+    yield
+    if "moto" not in request.fixturenames:
+        return
+    moto: Moto = request.getfixturevalue("moto")
+    for schedule in moto.scheduler.list_schedules()["Schedules"]:
+        moto.scheduler.delete_schedule(Name=schedule["Name"], GroupName=schedule["GroupName"])
+
+
+class Clock:
+    """A clock the test moves: `now()` for the firer."""
+
+    def __init__(self, start: datetime) -> None:
+        self.moment = start
+
+    def now(self) -> datetime:
+        return self.moment
+
+
+def firer(moto: Moto, clock: Clock | None = None) -> ScheduleFirer:
+    now: Callable[[], datetime] | None = clock.now if clock else None
+    return ScheduleFirer(moto.endpoint_url, window_seconds=0, interval=0.1, now=now)
+
+
+def at(moment: datetime) -> str:
+    return f"at({moment.strftime('%Y-%m-%dT%H:%M:%S')})"
+
+
+def test_an_at_schedule_delivers_its_input_once_and_is_deleted(moto: Moto) -> None:
+    # Given an at() schedule 2 s ahead, deleted after completion, with the firer running
+    url, arn = moto.queue()
+    when = datetime.now(UTC) + timedelta(seconds=2)
+    name = moto.schedule(
+        at(when), {"Arn": arn, "Input": '{"job": "a"}'}, ActionAfterCompletion="DELETE"
+    )
+    running = firer(moto).start()
+    try:
+        # When its time comes
+        messages = wait_until(lambda: moto.receive(url), timeout=8, what="the schedule to fire")
+
+        # Then its Input was sent to the queue, not before its time, and the schedule is gone
+        assert [m["Body"] for m in messages] == ['{"job": "a"}']
+        assert datetime.now(UTC) >= when.replace(microsecond=0)
+        wait_until(lambda: not moto.exists(name), timeout=5, what="the schedule to be deleted")
+        running.tick()
+        assert moto.receive(url) == []
+        assert running.fired == 1
+    finally:
+        running.stop()
+
+
+def test_an_at_schedule_in_a_timezone_fires_at_that_zones_wall_clock_time(moto: Moto) -> None:
+    # Given at(2026-11-23T10:00:00) in Europe/Berlin (09:00 UTC), whose Input asks for its time
+    url, arn = moto.queue()
+    moto.schedule(
+        "at(2026-11-23T10:00:00)",
+        {"Arn": arn, "Input": '{"at": "<aws.scheduler.scheduled-time>"}'},
+        ScheduleExpressionTimezone="Europe/Berlin",
+    )
+    clock = Clock(datetime(2026, 11, 23, 8, 59, 59, tzinfo=UTC))
+    local = firer(moto, clock)
+
+    # When the firer looks one second before 09:00 UTC, then at 09:00 UTC, then again later
+    before = local.tick()
+    clock.moment = datetime(2026, 11, 23, 9, 0, 0, tzinfo=UTC)
+    on_time = local.tick()
+    clock.moment = datetime(2026, 11, 23, 10, 0, 0, tzinfo=UTC)
+    later = local.tick()
+
+    # Then it fired once, at 09:00 UTC, with the scheduled time in ISO-8601 UTC in its body
+    assert (before, on_time, later) == (0, 1, 0)
+    assert [json.loads(m["Body"]) for m in moto.receive(url)] == [{"at": "2026-11-23T09:00:00Z"}]
+
+
+def test_a_rate_schedule_fires_every_period_from_its_creation(moto: Moto) -> None:
+    # Given rate(1 minute), and a clock the test moves
+    url, arn = moto.queue()
+    name = moto.schedule(
+        "rate(1 minute)",
+        {
+            "Arn": arn,
+            "Input": "<aws.scheduler.scheduled-time> <aws.scheduler.schedule-arn>"
+            " <aws.scheduler.attempt-number>",
+        },
+    )
+    details = moto.scheduler.get_schedule(Name=name, GroupName=GROUP)
+    created: datetime = details["CreationDate"].astimezone(UTC)
+    clock = Clock(created + timedelta(seconds=59))
+    local = firer(moto, clock)
+
+    # When the clock passes one minute, then two, after the creation
+    fired = [local.tick()]
+    clock.moment = created + timedelta(seconds=61)
+    fired += [local.tick(), local.tick()]
+    clock.moment = created + timedelta(seconds=121)
+    fired.append(local.tick())
+
+    # Then it fired once a minute, its context attributes substituted
+    assert fired == [0, 1, 0, 1]
+    bodies = sorted(m["Body"] for m in moto.receive(url))
+    minute = (created + timedelta(seconds=60)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    two = (created + timedelta(seconds=120)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert bodies == [f"{minute} {details['Arn']} 1", f"{two} {details['Arn']} 1"]
+
+
+def test_a_disabled_schedule_never_fires(moto: Moto) -> None:
+    # Given an at() schedule already due, but DISABLED
+    url, arn = moto.queue()
+    past = datetime.now(UTC) - timedelta(minutes=1)
+    name = moto.schedule(at(past), {"Arn": arn, "Input": "x"}, State="DISABLED")
+    local = firer(moto)
+
+    # When the firer looks, twice
+    fired = local.tick() + local.tick()
+
+    # Then nothing was sent, and the schedule is still there
+    assert fired == 0
+    assert moto.receive(url) == []
+    assert moto.exists(name)
+
+
+def test_a_failed_send_goes_to_the_targets_dead_letter_queue(moto: Moto) -> None:
+    # Given a due schedule whose target queue does not exist, with a dead-letter queue
+    dlq_url, dlq_arn = moto.queue()
+    missing = "arn:aws:sqs:us-east-1:123456789012:no-such-queue"
+    moto.schedule(
+        at(datetime.now(UTC) - timedelta(seconds=5)),
+        {"Arn": missing, "Input": "lost", "DeadLetterConfig": {"Arn": dlq_arn}},
+        ActionAfterCompletion="DELETE",
+    )
+
+    # When it fires
+    firer(moto).tick()
+
+    # Then its input is in the dead-letter queue, with Scheduler's error attributes
+    [message] = moto.receive(dlq_url)
+    assert message["Body"] == "lost"
+    attributes = {k: v["StringValue"] for k, v in message["MessageAttributes"].items()}
+    assert attributes["TARGET_ARN"] == missing
+    assert attributes["ERROR_CODE"]
+
+
+def test_an_unsupported_expression_is_logged_and_skipped(
+    moto: Moto, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a cron schedule using L (last day of month), which the local firer cannot read
+    _, arn = moto.queue()
+    name = moto.schedule("cron(0 9 L * ? *)", {"Arn": arn, "Input": "x"})
+
+    # When the firer looks
+    with caplog.at_level(logging.ERROR, logger="jobkit.local"):
+        fired = firer(moto).tick()
+
+    # Then it says why and fires nothing
+    assert fired == 0
+    assert f"schedule {name} skipped" in caplog.text
+    assert "not supported" in caplog.text
+
+
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+@pytest.mark.parametrize(
+    ("expression", "after", "expected"),
+    [
+        # Weekdays 09:00 in New York: Friday 10:00 EST -> Monday 09:00 EST (14:00 UTC)
+        ("cron(0 9 ? * MON-FRI *)", datetime(2026, 11, 20, 15, 0), datetime(2026, 11, 23, 14, 0)),
+        # Across the DST start (Sunday 2026-03-08): Monday 09:00 EDT is 13:00 UTC
+        ("cron(0 9 ? * MON-FRI *)", datetime(2026, 3, 6, 15, 0), datetime(2026, 3, 9, 13, 0)),
+        # Day-of-week numbers: 2-6 is MON-FRI
+        ("cron(0 9 ? * 2-6 *)", datetime(2026, 11, 21, 0, 0), datetime(2026, 11, 23, 14, 0)),
+        # Steps, and a minute that is already past
+        ("cron(0/15 * * * ? *)", datetime(2026, 11, 23, 14, 0), datetime(2026, 11, 23, 14, 15)),
+        # Lists of month names, a year
+        ("cron(30 12 1 JAN,JUL ? 2027)", datetime(2026, 11, 23), datetime(2027, 1, 1, 17, 30)),
+        # 02:30 does not exist on the DST start day: the next one is a day later
+        ("cron(30 2 * * ? *)", datetime(2026, 3, 7, 12, 0), datetime(2026, 3, 9, 6, 30)),
+    ],
+)
+def test_a_cron_expression_computes_its_next_fire_time(
+    expression: str, after: datetime, expected: datetime
+) -> None:
+    # Given a cron expression in America/New_York
+    parsed = parse_expression(expression, "America/New_York")
+
+    # When asked for its next fire time after a moment (UTC)
+    result = parsed.next_after(after.replace(tzinfo=UTC))
+
+    # Then it is the right instant
+    assert result == expected.replace(tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "expression",
+    ["cron(0 9 * * MON *)", "cron(0 9 ? * 2#1 *)", "cron(0 9 W * ? *)", "cron(0 9 * *)", "x"],
+)
+def test_an_expression_the_firer_cannot_read_raises_a_clear_error(expression: str) -> None:
+    with pytest.raises(ScheduleExpressionError):
+        parse_expression(expression)
+
+
+TEMPLATE = """
+AWSTemplateFormatVersion: "2010-09-09"
+Resources:
+  Queue:
+    Type: AWS::SQS::Queue
+  Group:
+    Type: AWS::Scheduler::ScheduleGroup
+    Properties:
+      Name: template-group
+  Role:
+    Type: AWS::IAM::Role
+    Properties:
+      AssumeRolePolicyDocument:
+        Version: "2012-10-17"
+        Statement:
+          - Effect: Allow
+            Principal: {Service: scheduler.amazonaws.com}
+            Action: sts:AssumeRole
+  Hello:
+    Type: AWS::Scheduler::Schedule
+    Properties:
+      Name: hello
+      GroupName: !Ref Group
+      ScheduleExpression: at(2020-01-01T00:00:00)
+      FlexibleTimeWindow: {Mode: "OFF"}
+      Target:
+        Arn: !GetAtt Queue.Arn
+        RoleArn: !GetAtt Role.Arn
+        Input: hello from the template
+Outputs:
+  QueueUrl:
+    Value: !Ref Queue
+"""
+
+
+def test_the_local_stack_fires_the_schedules_of_its_template(tmp_path: Path) -> None:
+    # Given a template with a queue and a (past) one-time schedule targeting it
+    template = tmp_path / "template.yaml"
+    template.write_text(TEMPLATE)
+
+    # When the local stack runs it (window 0: no random lateness)
+    with LocalStack(template, log_dir=tmp_path / "logs", schedule_window=0) as stack:
+        sqs = client("sqs", stack.endpoint_url)
+        url = stack.deployment.outputs["QueueUrl"]
+
+        # Then the schedule's input reaches the queue
+        def received() -> list[dict[str, Any]]:
+            messages: list[dict[str, Any]] = sqs.receive_message(QueueUrl=url).get("Messages", [])
+            return messages
+
+        [message] = wait_until(received, timeout=10, what="the template's schedule to fire")
+        assert message["Body"] == "hello from the template"
+        assert stack.scheduler is not None and stack.scheduler.fired == 1
