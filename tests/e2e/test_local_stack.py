@@ -59,8 +59,13 @@ def test_the_stack_deploys_template_yaml_and_exposes_its_outputs(jobkit_stack: L
         "EmailDeadLetterQueueUrl",
         "JobkitLayerArn",
         "AlarmTopicArn",
+        "ScheduleGroupName",
+        "SchedulerRoleArn",
     }
     assert outputs["JobkitLayerArn"].startswith("arn:aws:lambda:us-east-1:")
+    # And the schedule group the producers' settings name exists
+    groups = client("scheduler", url).list_schedule_groups()["ScheduleGroups"]
+    assert outputs["ScheduleGroupName"] in {g["Name"] for g in groups}
     # And the table has the template's indexes and TTL
     ddb = client("dynamodb", url)
     table = ddb.describe_table(TableName=outputs["JobsTableName"])["Table"]
