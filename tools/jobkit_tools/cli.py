@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -51,6 +53,15 @@ def _client(stack: str | None) -> tuple[Jobkit, Target]:
 def _fail(exc: Exception) -> typer.Exit:
     err.print(f"[red]error:[/red] {exc}")
     return typer.Exit(1)
+
+
+@contextmanager
+def _clear_errors() -> Iterator[None]:
+    """A jobkit error ends the command with its message, never a traceback."""
+    try:
+        yield
+    except JobkitError as exc:
+        raise _fail(exc) from None
 
 
 def _job_table(jobs: list[Job], title: str) -> Table:
@@ -114,10 +125,8 @@ def enqueue(
         data: Any = json.loads(payload)
     except json.JSONDecodeError as exc:
         raise _fail(ValueError(f"--payload is not valid JSON: {exc}")) from None
-    try:
+    with _clear_errors():
         job = client.enqueue(job_type, data, job_id=job_id, delay=delay, run_at=run_at)
-    except JobkitError as exc:
-        raise _fail(exc) from None
     due = f" (due {job.run_at:%Y-%m-%d %H:%M:%S %Z})" if job.run_at else ""
     console.print(f"{job.id} {job.state.value}{due}")
 
@@ -126,10 +135,8 @@ def enqueue(
 def cancel(job_id: str, stack: StackOption = None) -> None:
     """Cancel a scheduled, queued or retrying job; it will never run."""
     client, _ = _client(stack)
-    try:
+    with _clear_errors():
         job = client.cancel(job_id)
-    except JobkitError as exc:
-        raise _fail(exc) from None
     console.print(f"{job.id} {job.state.value}")
 
 
@@ -152,10 +159,8 @@ def jobs(
 ) -> None:
     """List jobs, newest first."""
     client, target = _client(stack)
-    try:
+    with _clear_errors():
         found = client.list_jobs(state, job_type, limit)
-    except JobkitError as exc:
-        raise _fail(exc) from None
     console.print(_job_table(found, f"jobs ({target.description})"))
 
 
@@ -163,10 +168,8 @@ def jobs(
 def retry(job_id: str, stack: StackOption = None) -> None:
     """Run a failed job again with fresh attempts."""
     client, _ = _client(stack)
-    try:
+    with _clear_errors():
         job = client.retry(job_id)
-    except JobkitError as exc:
-        raise _fail(exc) from None
     console.print(f"{job.id} {job.state.value}")
 
 
@@ -176,14 +179,12 @@ def schema(job_type: Annotated[str | None, typer.Argument()] = None) -> None:
     from jobkit.jobs import export_schemas, get_job_type
 
     _load_types()
-    try:
+    with _clear_errors():
         text = (
             json.dumps(get_job_type(job_type).json_schema(), indent=2)
             if job_type
             else export_schemas()
         )
-    except JobkitError as exc:
-        raise _fail(exc) from None
     console.print_json(text)
 
 
@@ -191,10 +192,8 @@ def schema(job_type: Annotated[str | None, typer.Argument()] = None) -> None:
 def dlq_redrive(queue: str, stack: StackOption = None) -> None:
     """Move a queue's dead letters back to it; their jobs start again with fresh attempts."""
     client, _ = _client(stack)
-    try:
+    with _clear_errors():
         result = client.redrive(queue)
-    except JobkitError as exc:
-        raise _fail(exc) from None
     if result.moved is None:
         console.print(f"move task started: {result.task_handle}")
     else:

@@ -23,7 +23,7 @@ import time
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import Enum
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -197,6 +197,19 @@ class Claim:
     lease_remaining: float = 0.0
 
 
+def _conflict_item(exc: Exception) -> dict[str, Any] | None:
+    """The item as it was when a write's condition failed (None if there was none);
+    any other error is raised again."""
+    from botocore.exceptions import ClientError
+
+    if not (
+        isinstance(exc, ClientError)
+        and exc.response["Error"]["Code"] == "ConditionalCheckFailedException"
+    ):
+        raise exc
+    return dict(exc.response.get("Item") or {}) or None  # type: ignore[call-overload]
+
+
 def _ttl(retention: timedelta, now: datetime) -> AttributeValueTypeDef:
     return _n(int((now + retention).timestamp()))
 
@@ -222,9 +235,7 @@ class JobLog:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
-            return False, job_from_item(exc.response.get("Item") or {})  # type: ignore[arg-type]
+            return False, job_from_item(_conflict_item(exc) or {})
         return True, job_from_item(item)
 
     def put_many(self, items: list[Item], attempts: int = 6) -> list[Item]:
@@ -374,12 +385,9 @@ class JobLog:
                 on_conflict="ALL_OLD",
             )
         except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
-            old = exc.response.get("Item")
-            if not old:
+            old_item = _conflict_item(exc)
+            if old_item is None:
                 return Claim(ClaimOutcome.MISSING)
-            old_item: dict[str, Any] = dict(old)  # type: ignore[call-overload]
             job = job_from_item(old_item)
             if job.state == JobState.RUNNING:
                 lease_ms = int(old_item.get("lease_until", {}).get("N", "0"))
@@ -492,10 +500,8 @@ class JobLog:
                 on_conflict="ALL_OLD",
             )
         except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
-            old = exc.response.get("Item")
-            return False, job_from_item(dict(old)) if old else None, None  # type: ignore[call-overload]
+            old = _conflict_item(exc)
+            return False, job_from_item(old) if old else None, None
         old_item: dict[str, Any] = response["Attributes"]
         return True, job_from_item(old_item), old_item.get("schedule_name", {}).get("S")
 
@@ -596,7 +602,3 @@ class JobLog:
         if condition_:
             kwargs["ConditionExpression"] = condition_
         return aws.dynamodb().update_item(**kwargs)
-
-
-def parse_time(value: str) -> datetime:
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
