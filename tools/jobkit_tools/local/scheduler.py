@@ -20,27 +20,25 @@ Not modelled: other target types (logged once, skipped), `RetryPolicy` beyond bo
 retries, a schedule's own `FlexibleTimeWindow` (the firer's window stands for it), catching up
 on occurrences missed while the firer was not looking (only the latest one fires).
 
-The cron parser is hand-written: the PyPI packages that read AWS's 6-field form
-(pyawscron, aws-cron-parser) work in UTC only and are thinly maintained, and croniter rejects
-the AWS form; DST handling in the schedule's timezone is the part that matters here.
+Expressions are read by `jobkit.expressions` (the same code validates them up front).
 """
 
 from __future__ import annotations
 
-import calendar
 import logging
 import random
-import re
 import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from typing import Any, Protocol
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from jobkit import aws
+from jobkit.errors import InvalidScheduleError
+from jobkit.expressions import Expression, Rate, iso_utc, parse_expression
 from jobkit_tools.local.stack import client
 
 log = logging.getLogger("jobkit.local")
@@ -50,211 +48,6 @@ DEFAULT_INTERVAL_S = 0.5
 _EPSILON = timedelta(microseconds=1)
 
 
-class ScheduleExpressionError(ValueError):
-    """A schedule expression the local firer cannot read (or does not support)."""
-
-
-class Expression(Protocol):
-    """When a schedule fires: the first occurrence strictly after a moment (None: never)."""
-
-    @property
-    def one_time(self) -> bool: ...
-
-    def next_after(self, after: datetime) -> datetime | None: ...
-
-
-def _zone(name: str | None) -> ZoneInfo:
-    try:
-        return ZoneInfo(name or "UTC")
-    except (ZoneInfoNotFoundError, ValueError) as error:
-        raise ScheduleExpressionError(f"unknown ScheduleExpressionTimezone {name!r}") from error
-
-
-@dataclass(frozen=True)
-class At:
-    """`at(yyyy-mm-ddThh:mm:ss)`: one moment, a wall-clock time in the schedule's timezone."""
-
-    moment: datetime  # UTC
-    one_time: bool = True
-
-    def next_after(self, after: datetime) -> datetime | None:
-        return self.moment if self.moment > after else None
-
-
-@dataclass(frozen=True)
-class Rate:
-    """`rate(N unit)`: every period from an anchor (the creation date or StartDate)."""
-
-    period: timedelta
-    anchor: datetime
-    one_time: bool = False
-
-    def next_after(self, after: datetime) -> datetime | None:
-        if after < self.anchor:
-            return self.anchor
-        periods = (after - self.anchor) // self.period + 1
-        return self.anchor + periods * self.period
-
-
-_MONTHS = {name.upper(): i for i, name in enumerate(calendar.month_abbr) if name}
-_DAYS = {"SUN": 1, "MON": 2, "TUE": 3, "WED": 4, "THU": 5, "FRI": 6, "SAT": 7}
-# field name, lowest, highest, names
-_CRON_FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (
-    ("minutes", 0, 59, {}),
-    ("hours", 0, 23, {}),
-    ("day-of-month", 1, 31, {}),
-    ("month", 1, 12, _MONTHS),
-    ("day-of-week", 1, 7, _DAYS),
-    ("year", 1970, 2199, {}),
-)
-
-
-def _cron_field(text: str, index: int) -> frozenset[int] | None:
-    """One cron field -> the values it allows (None: `*`/`?`, any value)."""
-    name, low, high, names = _CRON_FIELDS[index]
-    if text == "?":
-        if name not in ("day-of-month", "day-of-week"):
-            raise ScheduleExpressionError(f"cron: '?' is only valid in day fields, not {name}")
-        return None
-    if text == "*":
-        return None
-
-    def value(token: str) -> int:
-        token = token.upper()
-        if token in names:
-            return names[token]
-        if not token.isdigit():
-            special = any(mark in token for mark in ("L", "W", "#"))
-            raise ScheduleExpressionError(
-                f"cron: {name} {text!r}: "
-                + ("L, W and # are not supported locally" if special else f"bad value {token!r}")
-            )
-        number = int(token)
-        if not low <= number <= high:
-            raise ScheduleExpressionError(f"cron: {name} {number} is outside {low}-{high}")
-        return number
-
-    allowed: set[int] = set()
-    for part in text.split(","):
-        base, _, step_text = part.partition("/")
-        step = 1
-        if step_text:
-            if not step_text.isdigit() or int(step_text) == 0:
-                raise ScheduleExpressionError(f"cron: {name} {text!r}: bad step {step_text!r}")
-            step = int(step_text)
-        if base == "*":
-            first, last = low, high
-        elif "-" in base:
-            start, _, end = base.partition("-")
-            first, last = value(start), value(end)
-        else:
-            first = value(base)
-            last = high if step_text else first
-        span = (
-            range(first, last + 1)
-            if first <= last
-            else [
-                *range(first, high + 1),
-                *range(low, last + 1),
-            ]
-        )  # a wrapping range such as FRI-MON
-        allowed.update(list(span)[::step])
-    return frozenset(allowed)
-
-
-@dataclass(frozen=True)
-class Cron:
-    """`cron(min hour day-of-month month day-of-week year)` in a timezone (AWS's 6 fields).
-
-    Supports `*`, `?`, numbers, names (JAN-DEC, SUN-SAT), lists, ranges and steps; day-of-week
-    1-7 is SUN-SAT. A wall-clock time skipped by a DST change does not fire; one repeated by it
-    fires once (the first).
-    """
-
-    minutes: frozenset[int] | None
-    hours: frozenset[int] | None
-    days: frozenset[int] | None
-    months: frozenset[int] | None
-    weekdays: frozenset[int] | None
-    years: frozenset[int] | None
-    zone: ZoneInfo
-    one_time: bool = False
-
-    @classmethod
-    def parse(cls, fields_text: str, zone: ZoneInfo) -> Cron:
-        fields = fields_text.split()
-        if len(fields) != 6:
-            raise ScheduleExpressionError(
-                f"cron({fields_text}): AWS cron has 6 fields"
-                " (minutes hours day-of-month month day-of-week year)"
-            )
-        if fields[2] != "?" and fields[4] != "?":
-            raise ScheduleExpressionError(
-                f"cron({fields_text}): day-of-month or day-of-week must be '?'"
-            )
-        minutes, hours, days, months, weekdays, years = (
-            _cron_field(text, i) for i, text in enumerate(fields)
-        )
-        return cls(minutes, hours, days, months, weekdays, years, zone)
-
-    def _day_matches(self, day: date) -> bool:
-        aws_weekday = (day.weekday() + 1) % 7 + 1  # Monday is 0 in Python, 2 in AWS
-        return (self.days is None or day.day in self.days) and (
-            self.weekdays is None or aws_weekday in self.weekdays
-        )
-
-    def next_after(self, after: datetime) -> datetime | None:
-        local = after.astimezone(self.zone)
-        day = local.date()
-        last_year = max(self.years) if self.years is not None else day.year + 30
-        minutes = sorted(self.minutes) if self.minutes is not None else range(60)
-        hours = sorted(self.hours) if self.hours is not None else range(24)
-        while day.year <= last_year:
-            if self.years is not None and day.year not in self.years:
-                day = date(day.year + 1, 1, 1)
-                continue
-            if self.months is not None and day.month not in self.months:
-                day = (day.replace(day=1) + timedelta(days=32)).replace(day=1)
-                continue
-            if self._day_matches(day):
-                for hour in hours:
-                    for minute in minutes:
-                        wall = datetime(day.year, day.month, day.day, hour, minute)
-                        moment = wall.replace(tzinfo=self.zone).astimezone(UTC)
-                        if moment.astimezone(self.zone).replace(tzinfo=None) != wall:
-                            continue  # skipped by a DST change
-                        if moment > after:
-                            return moment
-            day += timedelta(days=1)
-        return None
-
-
-_AT = re.compile(r"^at\((\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})\)$")
-_RATE = re.compile(r"^rate\((\d+)\s+(minute|minutes|hour|hours|day|days)\)$")
-_CRON = re.compile(r"^cron\((.*)\)$")
-_UNITS = {"minute": 60, "hour": 3600, "day": 86400}
-
-
-def parse_expression(
-    expression: str, timezone: str | None = None, anchor: datetime | None = None
-) -> Expression:
-    """A ScheduleExpression (+ timezone; `anchor` is where a rate counts from) -> Expression."""
-    zone = _zone(timezone)
-    text = expression.strip()
-    if match := _AT.match(text):
-        wall = datetime.fromisoformat(match.group(1))
-        return At(wall.replace(tzinfo=zone).astimezone(UTC))
-    if match := _RATE.match(text):
-        count = int(match.group(1))
-        if count < 1:
-            raise ScheduleExpressionError(f"{expression}: the rate must be at least 1")
-        period = timedelta(seconds=count * _UNITS[match.group(2).rstrip("s")])
-        return Rate(period, anchor or datetime.now(UTC))
-    if match := _CRON.match(text):
-        return Cron.parse(match.group(1), zone)
-    raise ScheduleExpressionError(f"unsupported schedule expression {expression!r}")
-
-
 def _as_utc(value: Any) -> datetime | None:
     """A boto3 timestamp (datetime, or epoch seconds) -> aware UTC datetime."""
     if value is None:
@@ -262,11 +55,6 @@ def _as_utc(value: Any) -> datetime | None:
     if isinstance(value, datetime):
         return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
     return datetime.fromtimestamp(float(value), UTC)
-
-
-def iso_utc(moment: datetime) -> str:
-    """`2026-11-23T10:00:00Z`, the form of `<aws.scheduler.scheduled-time>`."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -285,7 +73,7 @@ class ScheduleFirer:
 
     def __init__(
         self,
-        endpoint_url: str,
+        endpoint_url: str | None,
         *,
         window_seconds: float = DEFAULT_WINDOW_S,
         interval: float = DEFAULT_INTERVAL_S,
@@ -299,8 +87,9 @@ class ScheduleFirer:
         self.now = now or (lambda: datetime.now(UTC))
         self.rng = rng or random.Random()
         self.log = logger or log
-        self.scheduler = client("scheduler", endpoint_url)
-        self.sqs = client("sqs", endpoint_url)
+        # No endpoint: the process's own clients (moto's mock_aws, as jobkit.testing uses it).
+        make = (lambda name: client(name, endpoint_url)) if endpoint_url else aws.client
+        self.scheduler, self.sqs = make("scheduler"), make("sqs")
         self.fired = 0
         self._tracked: dict[tuple[str, str, str, str], _Tracked] = {}
         self._details: dict[str, tuple[Any, dict[str, Any]]] = {}  # arn -> (modified, schedule)
@@ -401,7 +190,7 @@ class ScheduleFirer:
                 schedule.get("ScheduleExpressionTimezone"),
                 anchor=start or created,
             )
-        except ScheduleExpressionError as error:
+        except InvalidScheduleError as error:
             self.log.error("schedule %s skipped: %s", schedule["Name"], error)
         if expression is not None:
             if expression.one_time:
