@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 
-from jobkit.catalog import email
+import jobkit.catalog.email
+import jobkit.catalog.nightly  # noqa: F401  (declares the job types the template's queues run)
+from jobkit.expressions import parse_expression
 from jobkit.jobs import registered_job_types
+from jobkit.models import Envelope
 from tests.conftest import template
 
 RESOURCES: dict[str, Any] = template()["Resources"]
@@ -36,10 +40,13 @@ def test_event_source_reports_partial_failures_and_caps_concurrency(name: str) -
     assert "ReservedConcurrentExecutions" not in FUNCTIONS[name]["Properties"]
 
 
-def test_redrive_is_a_crash_loop_net_above_every_attempt_count() -> None:
-    # Given the email queue's redrive policy and the email job types
-    max_receive = QUEUES["EmailQueue"]["Properties"]["RedrivePolicy"]["maxReceiveCount"]
-    attempts = [t.max_attempts for t in registered_job_types().values() if t.queue == email.QUEUE]
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_redrive_is_a_crash_loop_net_above_every_attempt_count(name: str) -> None:
+    # Given a worker queue's redrive policy and the job types that queue runs
+    queue = QUEUES[_queue_of(FUNCTIONS[name])]["Properties"]
+    worker_queue = FUNCTIONS[name]["Properties"]["Environment"]["Variables"]["JOBKIT_WORKER_QUEUE"]
+    max_receive = queue["RedrivePolicy"]["maxReceiveCount"]
+    attempts = [t.max_attempts for t in registered_job_types().values() if t.queue == worker_queue]
     # Then a healthy job runs out of attempts (and is dead-lettered by jobkit) first
     assert attempts
     assert max_receive > max(attempts)
@@ -80,3 +87,50 @@ def test_every_dead_letter_queue_has_an_alarm() -> None:
     dead_letter_queues = {k for k in QUEUES if "DeadLetter" in k}
     assert dead_letter_queues
     assert dead_letter_queues <= watched
+
+
+SCHEDULES = {k: v for k, v in RESOURCES.items() if v["Type"] == "AWS::Scheduler::Schedule"}
+
+
+def _parameter_default(value: Any) -> Any:
+    if isinstance(value, dict) and "Ref" in value:
+        return template()["Parameters"][value["Ref"]]["Default"]
+    return value
+
+
+@pytest.mark.parametrize("name", sorted(SCHEDULES))
+def test_declared_schedules_are_valid_and_send_a_job_envelope_per_run(name: str) -> None:
+    # Given a recurring schedule declared in the template
+    props = SCHEDULES[name]["Properties"]
+    expression = _parameter_default(props["ScheduleExpression"])
+    timezone = _parameter_default(props["ScheduleExpressionTimezone"])
+
+    # Then its default expression is one AWS accepts
+    parse_expression(expression, timezone)
+    # And its input, as Scheduler fills it in, is an envelope of a known job type whose id is
+    # the run's scheduled time (a double fire runs once), sent to that type's queue
+    body, variables = props["Target"]["Input"]["Fn::Sub"], template()["Parameters"]
+    body = re.sub(r"\$\{(\w+)\}", lambda m: str(variables[m.group(1)]["Default"]), body)
+    body = body.replace("<aws.scheduler.scheduled-time>", "2026-11-24T02:00:00Z")
+    envelope = Envelope.model_validate_json(body)
+    assert envelope.id.endswith("@2026-11-24T02:00:00Z")
+    job_type = registered_job_types()[envelope.type]
+    job_type.validate(envelope.payload)
+    queue = props["Target"]["Arn"]["Fn::GetAtt"][0]
+    consumers = [
+        f for f in FUNCTIONS.values() if _queue_of({"Properties": f["Properties"]}) == queue
+    ]
+    (consumer,) = consumers
+    assert (
+        consumer["Properties"]["Environment"]["Variables"]["JOBKIT_WORKER_QUEUE"] == job_type.queue
+    )
+    assert props["Target"]["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0].endswith("DeadLetterQueue")
+    assert props["GroupName"] == {"Ref": "RecurringScheduleGroup"}
+
+
+def test_scheduler_may_send_to_every_worker_queue_and_nothing_else() -> None:
+    (policy,) = RESOURCES["SchedulerRole"]["Properties"]["Policies"]
+    (statement,) = policy["PolicyDocument"]["Statement"]
+    assert statement["Action"] == ["sqs:SendMessage"]
+    allowed = {r["Fn::GetAtt"][0] for r in statement["Resource"]}
+    assert allowed == set(QUEUES)

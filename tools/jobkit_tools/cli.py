@@ -17,11 +17,14 @@ from rich.table import Table
 from jobkit import JobkitError, JobState
 from jobkit.client import Jobkit
 from jobkit.models import Job
+from jobkit.recurring import RecurringSchedule
 from jobkit_tools.discover import StackNotFoundError, Target, find
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 dlq_app = typer.Typer(no_args_is_help=True, help="Dead-letter queues.")
 app.add_typer(dlq_app, name="dlq")
+schedules_app = typer.Typer(no_args_is_help=True, help="Recurring (cron and rate) schedules.")
+app.add_typer(schedules_app, name="schedules")
 console = Console()
 err = Console(stderr=True)
 
@@ -35,7 +38,11 @@ StackOption = Annotated[
 
 def _load_types() -> None:
     """Declare the built-in job types and any listed in JOBKIT_TYPES (comma-separated modules)."""
-    modules = ["jobkit.catalog.email", *filter(None, os.environ.get("JOBKIT_TYPES", "").split(","))]
+    modules = [
+        "jobkit.catalog.email",
+        "jobkit.catalog.nightly",
+        *filter(None, os.environ.get("JOBKIT_TYPES", "").split(",")),
+    ]
     for module in modules:
         importlib.import_module(module.strip())
 
@@ -186,6 +193,72 @@ def schema(job_type: Annotated[str | None, typer.Argument()] = None) -> None:
             else export_schemas()
         )
     console.print_json(text)
+
+
+def _schedule_table(found: list[RecurringSchedule]) -> Table:
+    table = Table(title="recurring schedules")
+    for column in ("name", "expression", "timezone", "job type", "state", "next run (UTC)"):
+        table.add_column(column, overflow="fold")
+    for s in found:
+        next_run = f"{s.next_run:%Y-%m-%d %H:%M:%S}" if s.next_run else "-"
+        table.add_row(s.name, s.expression, s.timezone, s.job_type, s.state, next_run)
+    return table
+
+
+@schedules_app.command("create")
+def schedules_create(
+    name: Annotated[str, typer.Argument(help="Schedule name; the same name again updates it.")],
+    cron: Annotated[
+        str, typer.Argument(help="AWS cron, six fields ('0 2 * * ? *'), or rate(...).")
+    ],
+    job_type: Annotated[str, typer.Argument(help="Job type each run enqueues.")],
+    payload: Annotated[str, typer.Option(help="Payload as JSON.")] = "{}",
+    timezone: Annotated[str, typer.Option(help="IANA timezone of the expression.")] = "UTC",
+    paused: Annotated[bool, typer.Option(help="Create it paused.")] = False,
+    stack: StackOption = None,
+) -> None:
+    """Run a job type on a cron or rate schedule."""
+    client, _ = _client(stack)
+    try:
+        data: Any = json.loads(payload)
+    except json.JSONDecodeError as exc:
+        raise _fail(ValueError(f"--payload is not valid JSON: {exc}")) from None
+    with _clear_errors():
+        made = client.schedule(name, cron, job_type, data, timezone=timezone, enabled=not paused)
+    console.print(_schedule_table([made]))
+
+
+@schedules_app.command("list")
+def schedules_list(stack: StackOption = None) -> None:
+    """Every recurring schedule, with its next run."""
+    client, _ = _client(stack)
+    with _clear_errors():
+        console.print(_schedule_table(client.list_schedules()))
+
+
+@schedules_app.command("pause")
+def schedules_pause(name: str, stack: StackOption = None) -> None:
+    """Stop a schedule firing until it is resumed."""
+    client, _ = _client(stack)
+    with _clear_errors():
+        console.print(_schedule_table([client.pause_schedule(name)]))
+
+
+@schedules_app.command("resume")
+def schedules_resume(name: str, stack: StackOption = None) -> None:
+    """Let a paused schedule fire again."""
+    client, _ = _client(stack)
+    with _clear_errors():
+        console.print(_schedule_table([client.resume_schedule(name)]))
+
+
+@schedules_app.command("delete")
+def schedules_delete(name: str, stack: StackOption = None) -> None:
+    """Delete a schedule (jobs of runs already fired are not affected)."""
+    client, _ = _client(stack)
+    with _clear_errors():
+        client.delete_schedule(name)
+    console.print(f"{name} deleted")
 
 
 @dlq_app.command("redrive")

@@ -27,8 +27,8 @@ class Target:
 
 
 def settings_from_outputs(outputs: dict[str, str]) -> Settings:
-    """`JobsTableName`, `<Name>QueueUrl`, `<Name>DeadLetterQueueUrl`, `ScheduleGroupName` and
-    `SchedulerRoleArn` outputs -> settings."""
+    """`JobsTableName`, `<Name>QueueUrl`, `<Name>DeadLetterQueueUrl`, `ScheduleGroupName`,
+    `RecurringScheduleGroupName` and `SchedulerRoleArn` outputs -> settings."""
     queues: dict[str, str] = {}
     dead: dict[str, str] = {}
     for key, value in outputs.items():
@@ -43,6 +43,7 @@ def settings_from_outputs(outputs: dict[str, str]) -> Settings:
         queues=queues,
         dead_letter_queues=dead,
         schedule_group=outputs.get("ScheduleGroupName", ""),
+        recurring_group=outputs.get("RecurringScheduleGroupName", ""),
         scheduler_role_arn=outputs.get("SchedulerRoleArn", ""),
     )
 

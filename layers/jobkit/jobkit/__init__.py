@@ -21,11 +21,13 @@ from jobkit.errors import (
     JobNotFoundError,
     JobValidationError,
     PermanentError,
+    ScheduleNotFoundError,
     TransientError,
     UnknownJobTypeError,
 )
 from jobkit.jobs import Backoff, JobType, Retention
 from jobkit.models import Job, JobState
+from jobkit.recurring import RecurringSchedule
 
 __all__ = [
     "Backoff",
@@ -44,17 +46,24 @@ __all__ = [
     "Jobkit",
     "JobkitError",
     "PermanentError",
+    "RecurringSchedule",
     "RedriveResult",
     "Retention",
+    "ScheduleNotFoundError",
     "TransientError",
     "UnknownJobTypeError",
     "cancel",
+    "delete_schedule",
     "enqueue",
     "enqueue_many",
     "get_job",
     "list_jobs",
+    "list_schedules",
+    "pause_schedule",
     "redrive",
+    "resume_schedule",
     "retry",
+    "schedule",
 ]
 
 
@@ -87,3 +96,26 @@ def retry(job_id: str) -> Job:
 
 def redrive(queue: str) -> RedriveResult:
     return default_client().redrive(queue)
+
+
+def schedule(
+    name: str, cron: str, job_type: JobType | str, payload: Any, **kwargs: Any
+) -> RecurringSchedule:
+    """`Jobkit.schedule`: run a job on a cron or rate schedule."""
+    return default_client().schedule(name, cron, job_type, payload, **kwargs)
+
+
+def list_schedules() -> list[RecurringSchedule]:
+    return default_client().list_schedules()
+
+
+def pause_schedule(name: str) -> RecurringSchedule:
+    return default_client().pause_schedule(name)
+
+
+def resume_schedule(name: str) -> RecurringSchedule:
+    return default_client().resume_schedule(name)
+
+
+def delete_schedule(name: str) -> None:
+    default_client().delete_schedule(name)

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from jobkit import queues, schedules
+from jobkit import queues, recurring, schedules
 from jobkit.errors import (
     EnqueueError,
     EnvelopeTooLargeError,
@@ -19,6 +19,7 @@ from jobkit.errors import (
     InvalidStateError,
     JobkitError,
     JobNotFoundError,
+    ScheduleNotFoundError,
 )
 from jobkit.jobs import JobType, Retention, get_job_type, registered_job_types
 from jobkit.models import (
@@ -29,6 +30,7 @@ from jobkit.models import (
     JobState,
     utcnow,
 )
+from jobkit.recurring import RecurringSchedule
 from jobkit.redact import redact
 from jobkit.settings import Settings, get_settings
 from jobkit.store import BY_STATE, BY_TYPE, INDEXED_STATES, Item, JobLog, new_item
@@ -382,6 +384,77 @@ class Jobkit:
         if schedule:
             schedules.delete(schedule, self.settings.require_scheduler()[0])
         return before.model_copy(update={"state": JobState.CANCELLED})
+
+    # -- recurring jobs ----------------------------------------------------------------------
+
+    def schedule(
+        self,
+        name: str,
+        cron: str,
+        job_type: JobType | str,
+        payload: BaseModel | dict[str, Any],
+        *,
+        timezone: str = "UTC",
+        description: str = "",
+        enabled: bool = True,
+    ) -> RecurringSchedule:
+        """Run a job on a cron or rate schedule, in a timezone; the same name again updates it.
+
+        `cron` is AWS's six-field form, with or without `cron(...)` (`"0 2 * * ? *"`: 02:00
+        every day), or `rate(...)`. Each run's job id is `<name>@<scheduled time, UTC>`, so a
+        run that Scheduler fires twice runs once. Everything is validated before any call.
+        """
+        recurring.check_name(name)
+        expression = recurring.normalize(cron, timezone)
+        jt = get_job_type(job_type)
+        body = recurring.target_input(name, jt.name, jt.validate(payload).model_dump(mode="json"))
+        group, role = self.settings.require_recurring()
+        queue_url = self.settings.queue_url_of(jt.queue)
+        dlq_url = self.settings.dead_letter_queues.get(jt.queue)
+        schedules.put_recurring(
+            name,
+            group,
+            expression,
+            timezone,
+            queues.arn_of(queue_url),
+            role,
+            body,
+            queues.arn_of(dlq_url) if dlq_url else None,
+            description or f"jobkit: {jt.name}",
+            enabled,
+        )
+        return self.get_schedule(name)
+
+    def get_schedule(self, name: str) -> RecurringSchedule:
+        definition = schedules.get(name, self.settings.require_recurring()[0])
+        if definition is None:
+            raise ScheduleNotFoundError(f"no recurring schedule {name!r}")
+        return recurring.from_definition(definition, utcnow())
+
+    def list_schedules(self) -> list[RecurringSchedule]:
+        """Every recurring schedule, by name (one GetSchedule each: listing is rare)."""
+        group = self.settings.require_recurring()[0]
+        found = (schedules.get(name, group) for name in schedules.names(group))
+        return [recurring.from_definition(d, utcnow()) for d in found if d is not None]
+
+    def pause_schedule(self, name: str) -> RecurringSchedule:
+        """Stop a schedule firing until it is resumed (runs missed meanwhile do not happen)."""
+        return self._set_state(name, enabled=False)
+
+    def resume_schedule(self, name: str) -> RecurringSchedule:
+        return self._set_state(name, enabled=True)
+
+    def _set_state(self, name: str, enabled: bool) -> RecurringSchedule:
+        definition = schedules.get(name, self.settings.require_recurring()[0])
+        if definition is None:
+            raise ScheduleNotFoundError(f"no recurring schedule {name!r}")
+        schedules.set_state(definition, enabled)
+        return self.get_schedule(name)
+
+    def delete_schedule(self, name: str) -> None:
+        """Delete a recurring schedule; jobs of runs already fired are not affected."""
+        if not schedules.delete(name, self.settings.require_recurring()[0]):
+            raise ScheduleNotFoundError(f"no recurring schedule {name!r}")
 
     # -- failures --------------------------------------------------------------------------
 

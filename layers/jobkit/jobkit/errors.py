@@ -29,7 +29,8 @@ class EnvelopeTooLargeError(JobkitError):
 
 
 class InvalidScheduleError(JobkitError):
-    """A delay or run time that cannot be honoured (negative, naive datetime, both given)."""
+    """A delay, run time or schedule that cannot be honoured (negative, naive datetime, both
+    given, an expression AWS would reject, an unknown timezone)."""
 
 
 class JobNotFoundError(JobkitError):
@@ -54,3 +55,7 @@ class TransientError(JobkitError):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class ScheduleNotFoundError(JobkitError):
+    """No recurring schedule of that name."""

@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     )
     schedule_group: str = Field(default="", description="Scheduler group of delayed jobs.")
     scheduler_role_arn: str = Field(default="", description="Role Scheduler sends jobs with.")
+    recurring_group: str = Field(default="", description="Scheduler group of recurring jobs.")
     worker_queue: str = Field(default="", description="The queue this worker consumes.")
     queue_url: str = Field(default="", description="URL of this worker's queue.")
     dead_letter_queue_url: str = Field(default="", description="URL of this worker's DLQ.")
@@ -58,6 +59,14 @@ class Settings(BaseSettings):
                 "JOBKIT_SCHEDULE_GROUP and JOBKIT_SCHEDULER_ROLE_ARN"
             )
         return self.schedule_group, self.scheduler_role_arn
+
+    def require_recurring(self) -> tuple[str, str]:
+        if not (self.recurring_group and self.scheduler_role_arn):
+            raise ConfigurationError(
+                "recurring schedules need EventBridge Scheduler: set JOBKIT_RECURRING_GROUP "
+                "and JOBKIT_SCHEDULER_ROLE_ARN"
+            )
+        return self.recurring_group, self.scheduler_role_arn
 
     def require_table(self) -> str:
         if not self.table:

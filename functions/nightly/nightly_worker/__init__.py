@@ -1,0 +1,1 @@
+"""The nightly worker: a cron-fired parent job fans out one child job per account."""
