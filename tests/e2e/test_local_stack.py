@@ -53,7 +53,7 @@ def test_the_stack_deploys_template_yaml_and_exposes_its_outputs(jobkit_stack: L
 
     # Then the stack's outputs are there, the layer's as an ARN
     outputs = deployment.outputs
-    assert set(outputs) == {
+    assert set(outputs) >= {
         "JobsTableName",
         "EmailQueueUrl",
         "EmailDeadLetterQueueUrl",
@@ -62,6 +62,10 @@ def test_the_stack_deploys_template_yaml_and_exposes_its_outputs(jobkit_stack: L
         "ScheduleGroupName",
         "SchedulerRoleArn",
     }
+    # And every worker's queue and DLQ, each with its own output
+    for function in deployment.functions:
+        name = function.environment["JOBKIT_WORKER_QUEUE"].capitalize()
+        assert {f"{name}QueueUrl", f"{name}DeadLetterQueueUrl"} <= set(outputs)
     assert outputs["JobkitLayerArn"].startswith("arn:aws:lambda:us-east-1:")
     # And the schedule group the producers' settings name exists
     groups = client("scheduler", url).list_schedule_groups()["ScheduleGroups"]
@@ -85,12 +89,15 @@ def test_the_stack_deploys_template_yaml_and_exposes_its_outputs(jobkit_stack: L
     assert redrive["deadLetterTargetArn"] == dlq_arn
     assert int(redrive["maxReceiveCount"]) == 10
     # And the event source mapping is read back with the template's settings and the override
-    (mapping,) = deployment.mappings
+    (email_function,) = [f for f in deployment.functions if f.logical_id == "EmailFunction"]
+    (mapping,) = [m for m in deployment.mappings if m.function_name == email_function.name]
     assert (mapping.batch_size, mapping.batching_window, mapping.maximum_concurrency) == (10, 1, 3)
     assert mapping.report_batch_item_failures
-    assert jobkit_stack.pollers[0].concurrency == 3
+    (poller,) = [p for p in jobkit_stack.pollers if p.mapping.uuid == mapping.uuid]
+    assert poller.concurrency == 3
     # And the alarm moto's CloudFormation cannot create exists, on the DLQ, to the topic
-    (alarm,) = client("cloudwatch", url).describe_alarms()["MetricAlarms"]
+    alarms = client("cloudwatch", url).describe_alarms()["MetricAlarms"]
+    (alarm,) = [a for a in alarms if a["Dimensions"][0]["Value"] == dlq_arn.rsplit(":", 1)[-1]]
     assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": dlq_arn.rsplit(":", 1)[-1]}]
     assert alarm["AlarmActions"] == [outputs["AlarmTopicArn"]]
     # And the sender identity is verified, and .jobkit/local.json tells other terminals

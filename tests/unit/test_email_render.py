@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from email_worker.render import TemplateRenderError, render
 from jobkit.catalog.email import (
+    DocumentsReminderPayload,
     InvitePayload,
     PasswordResetPayload,
     VerificationPayload,
@@ -46,6 +47,19 @@ PAYLOADS: dict[str, tuple[BaseModel, dict[str, str]]] = {
     "welcome": (
         WelcomePayload(to="ada@example.com", name="Ada", app_name="Jobkit Demo"),
         {"subject": "Welcome to Jobkit Demo", "body": "Jobkit Demo"},
+    ),
+    "documents_reminder": (
+        DocumentsReminderPayload(
+            to="ada@example.com",
+            name="Ada",
+            missing_documents=["passport", "payslip"],
+            upload_url="https://apply.example.com/u/42",
+        ),
+        {
+            "subject": "Reminder: 2 documents are still missing",
+            "link": "/u/42",
+            "body": "payslip",
+        },
     ),
 }
 
@@ -127,3 +141,17 @@ def test_a_multiline_subject_becomes_one_line() -> None:
     subject = render("invite", fields(payload)).subject
     assert "\n" not in subject and "\r" not in subject
     assert subject == "Grace invited you to join Evil Bcc: victim@example.com"
+
+
+def test_a_documents_reminder_lists_each_document_escaped_and_the_link_only_if_given() -> None:
+    # Given a reminder of one document whose name is markup, without an upload link
+    payload = DocumentsReminderPayload(
+        to="ada@example.com", missing_documents=["<b>proof</b> of address"]
+    )
+    # When it renders
+    email = render("documents_reminder", fields(payload))
+    # Then the subject names the one document, the HTML lists it escaped, and no link appears
+    assert email.subject == "Reminder: your <b>proof</b> of address is still missing"
+    assert "<li>&lt;b&gt;proof&lt;/b&gt; of address</li>" in email.html
+    assert "- <b>proof</b> of address" in email.text
+    assert "href" not in email.html and "Upload" not in email.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 
 import jobkit.catalog.email
 import jobkit.catalog.nightly  # noqa: F401  (declares the job types the template's queues run)
+from jobkit.catalog import reminders  # noqa: F401  (likewise)
 from jobkit.expressions import parse_expression
 from jobkit.jobs import registered_job_types
 from jobkit.models import Envelope
@@ -134,3 +136,79 @@ def test_scheduler_may_send_to_every_worker_queue_and_nothing_else() -> None:
     assert statement["Action"] == ["sqs:SendMessage"]
     allowed = {r["Fn::GetAtt"][0] for r in statement["Resource"]}
     assert allowed == set(QUEUES)
+
+
+def _statements(function: dict[str, Any]) -> list[dict[str, Any]]:
+    return [s for p in function["Properties"]["Policies"] for s in p["Statement"]]
+
+
+def _resources(statement: dict[str, Any]) -> list[Any]:
+    resource = statement["Resource"]
+    return resource if isinstance(resource, list) else [resource]
+
+
+def test_applications_table_is_encrypted_recoverable_and_keyed_by_applicant() -> None:
+    table = RESOURCES["ApplicationsTable"]["Properties"]
+    assert table["SSESpecification"]["SSEEnabled"] is True
+    assert table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["KeySchema"] == [{"AttributeName": "applicant_id", "KeyType": "HASH"}]
+
+
+def test_only_the_reminders_function_reads_and_updates_the_applications_table() -> None:
+    # Given every statement of every function that names the applications table
+    grants = [
+        (name, statement)
+        for name, function in FUNCTIONS.items()
+        for statement in _statements(function)
+        if {"Fn::GetAtt": ["ApplicationsTable", "Arn"]} in _resources(statement)
+    ]
+    # Then it is the reminders function's alone, and it may read and update, nothing more
+    assert [name for name, _ in grants] == ["RemindersFunction"]
+    ((_, statement),) = grants
+    assert sorted(statement["Action"]) == ["dynamodb:GetItem", "dynamodb:UpdateItem"]
+    assert _resources(statement) == [{"Fn::GetAtt": ["ApplicationsTable", "Arn"]}]
+    env = FUNCTIONS["RemindersFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["JOBKIT_APPLICATIONS_TABLE"] == {"Ref": "ApplicationsTable"}
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_schedule_rights_stop_at_the_jobs_group_and_the_scheduler_role(name: str) -> None:
+    for statement in _statements(FUNCTIONS[name]):
+        actions = statement["Action"]
+        if any(a.startswith("scheduler:") for a in actions):
+            # Only one-time schedules of delayed jobs, in their group
+            assert set(actions) <= {"scheduler:CreateSchedule", "scheduler:DeleteSchedule"}
+            for resource in _resources(statement):
+                assert ":schedule/${JobsScheduleGroup}/jobkit-*" in resource["Fn::Sub"]
+        if "iam:PassRole" in actions:
+            # Only the Scheduler role, only to Scheduler
+            assert actions == ["iam:PassRole"]
+            assert _resources(statement) == [{"Fn::GetAtt": ["SchedulerRole", "Arn"]}]
+            condition = statement["Condition"]["StringEquals"]
+            assert condition == {"iam:PassedToService": "scheduler.amazonaws.com"}
+
+
+def test_reminders_may_send_to_the_email_queue_and_its_own_only() -> None:
+    sends = [
+        r["Fn::GetAtt"][0]
+        for s in _statements(FUNCTIONS["RemindersFunction"])
+        if "sqs:SendMessage" in s["Action"]
+        for r in _resources(s)
+    ]
+    assert sorted(sends) == ["EmailQueue", "RemindersDeadLetterQueue", "RemindersQueue"]
+
+
+def test_every_worker_queue_and_its_dead_letter_queue_are_in_the_global_maps() -> None:
+    # Given the queue maps every function (and so every producer in a function) gets
+    variables = template()["Globals"]["Function"]["Environment"]["Variables"]
+    queues = json.loads(re.sub(r"\$\{(\w+)\}", r"\1", variables["JOBKIT_QUEUES"]["Fn::Sub"]))
+    dead = json.loads(
+        re.sub(r"\$\{(\w+)\}", r"\1", variables["JOBKIT_DEAD_LETTER_QUEUES"]["Fn::Sub"])
+    )
+    # Then each worker's queue is there under the worker's queue name, with its DLQ
+    for function in FUNCTIONS.values():
+        env = function["Properties"]["Environment"]["Variables"]
+        worker_queue = env["JOBKIT_WORKER_QUEUE"]
+        assert queues[worker_queue] == env["JOBKIT_QUEUE_URL"]["Ref"]
+        assert dead[worker_queue] == env["JOBKIT_DEAD_LETTER_QUEUE_URL"]["Ref"]

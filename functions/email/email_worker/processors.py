@@ -13,10 +13,12 @@ from email_worker.render import render
 from email_worker.settings import get_email_settings
 from jobkit.catalog.email import (
     QUEUE,
+    SEND_DOCUMENTS_REMINDER,
     SEND_INVITE,
     SEND_PASSWORD_RESET,
     SEND_VERIFICATION,
     SEND_WELCOME,
+    DocumentsReminderPayload,
     InvitePayload,
     PasswordResetPayload,
     VerificationPayload,
@@ -70,3 +72,8 @@ def send_verification(payload: VerificationPayload, ctx: JobContext) -> dict[str
 @worker.processor(SEND_WELCOME)
 def send_welcome(payload: WelcomePayload, ctx: JobContext) -> dict[str, str]:
     return send_templated("welcome", str(payload.to), payload, ctx)
+
+
+@worker.processor(SEND_DOCUMENTS_REMINDER)
+def send_documents_reminder(payload: DocumentsReminderPayload, ctx: JobContext) -> dict[str, str]:
+    return send_templated("documents_reminder", str(payload.to), payload, ctx)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, HttpUrl
 
 from jobkit.jobs import Backoff, JobType
@@ -35,6 +37,13 @@ class VerificationPayload(_Email):
 
 class WelcomePayload(_Email):
     app_name: str = Field(default="our app", max_length=200)
+
+
+class DocumentsReminderPayload(_Email):
+    missing_documents: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        min_length=1, max_length=50, description="Names of the documents still missing."
+    )
+    upload_url: HttpUrl | None = Field(default=None, description="Where to upload them.")
 
 
 SEND_INVITE = JobType(
@@ -74,4 +83,20 @@ SEND_WELCOME = JobType(
     description="Welcome after sign-up.",
 )
 
-ALL = (SEND_INVITE, SEND_PASSWORD_RESET, SEND_VERIFICATION, SEND_WELCOME)
+SEND_DOCUMENTS_REMINDER = JobType(
+    "email.send_documents_reminder",
+    DocumentsReminderPayload,
+    QUEUE,
+    _ATTEMPTS,
+    _BACKOFF,
+    _TIMEOUT,
+    description="Reminder of the documents an application still misses (reminder sequences).",
+)
+
+ALL = (
+    SEND_INVITE,
+    SEND_PASSWORD_RESET,
+    SEND_VERIFICATION,
+    SEND_WELCOME,
+    SEND_DOCUMENTS_REMINDER,
+)
