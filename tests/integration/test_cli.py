@@ -133,3 +133,58 @@ def test_a_naive_run_at_is_refused(env: Stack) -> None:
     )
     assert result.exit_code != 0
     assert env.receive(env.queue_url) == []
+
+
+def test_schedules_create_list_pause_resume_delete(
+    env: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import boto3
+
+    from jobkit_tools import cli
+
+    monkeypatch.setattr(cli.console, "width", 200)  # tables unfolded
+    # Given a stack with a recurring schedule group
+    boto3.client("scheduler").create_schedule_group(Name="jobkit-recurring-cli")
+    monkeypatch.setenv("JOBKIT_RECURRING_GROUP", "jobkit-recurring-cli")
+    monkeypatch.setenv("JOBKIT_SCHEDULER_ROLE_ARN", "arn:aws:iam::123456789012:role/scheduler")
+    welcome = json.dumps({"to": "ada@example.com"})
+
+    # When a weekday schedule is created from the command line (bare six fields, a timezone)
+    made = runner.invoke(
+        app,
+        [
+            "schedules",
+            "create",
+            "weekday-welcome",
+            "0 9 ? * MON-FRI *",
+            "email.send_welcome",
+            "--payload",
+            welcome,
+            "--timezone",
+            "Europe/Berlin",
+        ],
+    )
+
+    # Then it exists as cron(...) in Berlin time, and list shows it with its next run
+    assert made.exit_code == 0, made.output
+    listed = runner.invoke(app, ["schedules", "list"])
+    assert "weekday-welcome" in listed.output
+    assert "cron(0 9 ? * MON-FRI *)" in listed.output
+    assert "Europe/Berlin" in listed.output and "ENABLED" in listed.output
+
+    # When it is paused, resumed and deleted, each step says what it did
+    paused = runner.invoke(app, ["schedules", "pause", "weekday-welcome"])
+    assert paused.exit_code == 0 and "DISABLED" in paused.output
+    resumed = runner.invoke(app, ["schedules", "resume", "weekday-welcome"])
+    assert resumed.exit_code == 0 and "ENABLED" in resumed.output
+    deleted = runner.invoke(app, ["schedules", "delete", "weekday-welcome"])
+    assert deleted.exit_code == 0 and "weekday-welcome deleted" in deleted.output
+
+    # And deleting it again, or an invalid expression, is a clear error without a traceback
+    again = runner.invoke(app, ["schedules", "delete", "weekday-welcome"])
+    assert again.exit_code == 1 and "no recurring schedule" in again.output
+    bad = runner.invoke(
+        app, ["schedules", "create", "bad", "0 9 * * *", "email.send_welcome", "--payload", welcome]
+    )
+    assert bad.exit_code == 1
+    assert "6 fields" in bad.output and "Traceback" not in bad.output

@@ -41,6 +41,7 @@ def _load_types() -> None:
     modules = [
         "jobkit.catalog.email",
         "jobkit.catalog.nightly",
+        "jobkit.catalog.reminders",
         *filter(None, os.environ.get("JOBKIT_TYPES", "").split(",")),
     ]
     for module in modules:

@@ -22,7 +22,6 @@ from jobkit.models import SQS_MAX_MESSAGE_BYTES, Envelope
 
 SCHEDULED_TIME = "<aws.scheduler.scheduled-time>"
 _NAME = re.compile(r"^[0-9A-Za-z_.-]{1,64}$")
-_BARE_CRON = re.compile(r"^\S+(\s+\S+){5}$")
 
 
 class RecurringSchedule(BaseModel):
@@ -54,8 +53,8 @@ def normalize(expression: str, timezone: str) -> str:
     Raises InvalidScheduleError saying what AWS would reject, with an example.
     """
     text = " ".join(expression.split())
-    if _BARE_CRON.match(text) and not text.startswith(("cron(", "rate(", "at(")):
-        text = f"cron({text})"
+    if " " in text and not text.startswith(("cron(", "rate(", "at(")):
+        text = f"cron({text})"  # bare cron fields (and a 5-field Unix cron gets AWS's error)
     if text.startswith("at("):
         raise InvalidScheduleError(
             f"{expression}: a recurring schedule takes cron(...) or rate(...); "

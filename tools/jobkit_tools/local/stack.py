@@ -255,7 +255,14 @@ class Deployment:
         """Environment for a process that enqueues jobs into this stack (JOBKIT_*, AWS_*)."""
         env = base_env(self.endpoint_url)
         for function in self.functions:
-            for key in ("JOBKIT_TABLE", "JOBKIT_QUEUES"):
+            for key in (
+                "JOBKIT_TABLE",
+                "JOBKIT_QUEUES",
+                "JOBKIT_SCHEDULE_GROUP",
+                "JOBKIT_RECURRING_GROUP",
+                "JOBKIT_SCHEDULER_ROLE_ARN",
+                "JOBKIT_APPLICATIONS_TABLE",
+            ):
                 if key in function.environment:
                     env.setdefault(key, function.environment[key])
         env["JOBKIT_DEAD_LETTER_QUEUES"] = json.dumps(self.dead_letter_queues())
