@@ -1,9 +1,11 @@
-"""Delayed and timed jobs, early deliveries, and cancellation (moto)."""
+"""Delayed and timed jobs, early deliveries, leases and cancellation (moto; the tests that need
+time to pass run on the virtual clock of jobkit.testing)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,11 +13,23 @@ import boto3
 import pytest
 
 from jobkit import EnqueueRequest, InvalidStateError, JobNotFoundError, JobState
-from jobkit import worker as worker_module
 from jobkit.client import Jobkit
+from jobkit.store import JobLog
+from jobkit.testing import DEFAULT_START, Harness
+from jobkit.worker import JobContext, Worker
 from tests.conftest import Stack
 
-from .test_core_support import ECHO, Runs, deliver, make_worker, payload, receive_now
+from .test_core_support import (
+    ECHO,
+    OTHER,
+    EchoPayload,
+    Runs,
+    deliver,
+    make_worker,
+    payload,
+    receive_now,
+    record_calls,
+)
 
 GROUP = "jobkit-test"
 ROLE = "arn:aws:iam::123456789012:role/scheduler"
@@ -68,38 +82,90 @@ def test_a_short_delay_waits_in_sqs_and_the_job_is_scheduled(stack: Stack, timed
     assert schedules() == []
 
 
-def test_an_early_delivery_is_hidden_until_due_without_spending_an_attempt(
-    stack: Stack, timed: Jobkit, monkeypatch: pytest.MonkeyPatch
+@dataclass
+class Timed:
+    """A worker of queue "email" for ECHO and OTHER that notes when each attempt ran."""
+
+    runs: Runs = field(default_factory=Runs)
+    at: list[datetime] = field(default_factory=list)
+
+    def __call__(self, p: EchoPayload, ctx: JobContext) -> dict[str, Any]:
+        self.at.append(datetime.now(UTC))
+        return self.runs(p, ctx)
+
+
+@pytest.fixture
+def timed_runs(jobkit_harness: Harness) -> Timed:
+    timed = Timed()
+    worker = Worker("email")
+    worker.processor(ECHO)(timed)
+    worker.processor(OTHER)(timed)
+    jobkit_harness.register(worker)
+    return timed
+
+
+def test_a_short_delay_runs_when_due_and_not_before(
+    jobkit_harness: Harness, timed_runs: Timed
 ) -> None:
-    # Given a job due in an hour whose schedule fired early (its input sent to the queue)
-    timed.enqueue(ECHO, payload(2), job_id="early", delay=timedelta(hours=1))
-    (schedule,) = schedules()
-    boto3.client("sqs").send_message(
-        QueueUrl=stack.queue_url, MessageBody=schedule["Target"]["Input"]
+    # Given a job due in 30 s (SQS DelaySeconds)
+    job = jobkit_harness.client.enqueue(ECHO, payload(3), job_id="soon", delay=30)
+    assert job.run_at is not None
+    # When 29 s pass, it has not run
+    jobkit_harness.advance(29)
+    assert timed_runs.runs.calls == []
+    # When the 30th second passes, it runs once, within a second of its due time
+    jobkit_harness.advance(1)
+    assert timed_runs.runs.calls == [(3, "soon", 1)]
+    assert timedelta(0) <= timed_runs.at[0] - job.run_at < timedelta(seconds=1)
+
+
+def test_an_early_delivery_is_hidden_until_due_without_spending_an_attempt(
+    jobkit_harness: Harness, timed_runs: Timed
+) -> None:
+    # Given a job due in an hour: its schedule fires a minute early
+    job = jobkit_harness.client.enqueue(ECHO, payload(2), job_id="early", delay=timedelta(hours=1))
+    assert job.run_at is not None
+    calls = record_calls()
+    # When the worker has received it, half a minute before it is due
+    jobkit_harness.run_until(job.run_at - timedelta(seconds=30))
+    # Then it was handed back hidden for the rest of the wait, not run, no attempt spent
+    assert [c["VisibilityTimeout"] for c in calls.params["ChangeMessageVisibility"]] == [60]
+    assert timed_runs.runs.calls == []
+    held = jobkit_harness.job("early")
+    assert (held.state, held.attempts) == (JobState.SCHEDULED, 0)
+    # When it comes back once it is due, it runs once, as attempt 1, on time
+    jobkit_harness.run_until(job.run_at)
+    assert timed_runs.runs.calls == [(2, "early", 1)]
+    assert timedelta(0) <= timed_runs.at[0] - job.run_at < timedelta(seconds=1)
+    done = jobkit_harness.job("early")
+    assert (done.state, done.attempts) == (JobState.SUCCEEDED, 1)
+
+
+def test_a_run_at_in_the_past_runs_now(jobkit_harness: Harness, timed_runs: Timed) -> None:
+    # Given a job whose run time has passed
+    jobkit_harness.client.enqueue(
+        ECHO, payload(), job_id="late", run_at=jobkit_harness.now - timedelta(hours=1)
     )
-    runs = Runs()
-    worker = make_worker(stack, runs)
-    # When the worker receives it before it is due
-    (message,) = receive_now(stack)
-    failed = deliver(stack, worker, [message])
-    # Then it is handed back hidden for the rest of the wait, not run, no attempt spent
-    assert failed == [message["MessageId"]]
-    assert runs.calls == []
-    job = timed.get_job("early")
-    assert job is not None and job.state == JobState.SCHEDULED and job.attempts == 0
-    assert receive_now(stack) == []
-    # When it comes back once it is due
-    later = worker_module.utcnow() + timedelta(hours=1, seconds=1)
-    monkeypatch.setattr(worker_module, "utcnow", lambda: later)
-    boto3.client("sqs").change_message_visibility(
-        QueueUrl=stack.queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
-    )
-    (again,) = receive_now(stack)
-    assert deliver(stack, worker, [again]) == []
-    # Then it runs once, as attempt 1
-    assert runs.calls == [(2, "early", 1)]
-    done = timed.get_job("early")
-    assert done is not None and done.state == JobState.SUCCEEDED and done.attempts == 1
+    # When the stack runs without letting time pass, it runs at once
+    jobkit_harness.advance(0)
+    assert timed_runs.at == [DEFAULT_START]
+    assert jobkit_harness.job("late").state == JobState.SUCCEEDED
+
+
+def test_a_crashed_attempt_is_taken_over_when_its_lease_ends(
+    jobkit_harness: Harness, timed_runs: Timed
+) -> None:
+    # Given a job whose first attempt claimed it and died (ECHO's 5 s lease)
+    jobkit_harness.client.enqueue(ECHO, payload(), job_id="orphan")
+    crashed = JobLog(jobkit_harness.settings.table).claim("orphan", ECHO.timeout)
+    assert crashed.job is not None and crashed.job.attempts == 1
+    # When its message is delivered while the lease holds, and again after a minute
+    jobkit_harness.advance(60)
+    # Then it waited for the lease, and ran once as attempt 2 just after it ended
+    assert timed_runs.runs.calls == [(0, "orphan", 2)]
+    assert timedelta(seconds=5) < timed_runs.at[0] - DEFAULT_START <= timedelta(seconds=7)
+    done = jobkit_harness.job("orphan")
+    assert (done.state, done.attempts) == (JobState.SUCCEEDED, 2)
 
 
 def test_cancel_a_scheduled_job_deletes_its_schedule(stack: Stack, timed: Jobkit) -> None:

@@ -14,6 +14,13 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 _clients: dict[str, Any] = {}
+# One boto3 session for all of them: a session loads botocore's endpoint and partition data on
+# its first client (~40 ms), so a session per client made every cold start pay for it again.
+# Sessions are not thread-safe; clients are only made under `_lock`. The loader (botocore's
+# parsed JSON models, no credentials or settings) outlives `reset_clients`, which tests call
+# between cases.
+_session: Any = None
+_loader: Any = None
 # Attempts per call, botocore's retries included. SES throttling is left to the job's own
 # backoff: retrying it inside the call would hold up the rest of the batch for seconds.
 _ATTEMPTS = {"sesv2": 1}
@@ -22,12 +29,12 @@ _lock = threading.Lock()
 
 def client(service: str) -> Any:
     """A shared client for `service`; boto3 is imported on first use to keep cold starts short."""
+    global _session
     found = _clients.get(service)
     if found is None:
         with _lock:
             found = _clients.get(service)
             if found is None:
-                import boto3
                 from botocore.config import Config
 
                 config = Config(
@@ -36,8 +43,23 @@ def client(service: str) -> Any:
                     read_timeout=20,
                     tcp_keepalive=True,
                 )
-                found = _clients[service] = boto3.session.Session().client(service, config=config)  # type: ignore[call-overload]
+                if _session is None:
+                    _session = _new_session()
+                found = _clients[service] = _session.client(service, config=config)
     return found
+
+
+def _new_session() -> Any:
+    import boto3
+    import botocore.session
+
+    global _loader
+    core = botocore.session.Session()
+    if _loader is None:
+        _loader = core.get_component("data_loader")
+    else:
+        core.register_component("data_loader", _loader)
+    return boto3.session.Session(botocore_session=core)
 
 
 def dynamodb() -> DynamoDBClient:
@@ -50,5 +72,7 @@ def sqs() -> SQSClient:
 
 def reset_clients() -> None:
     """Forget every client (tests switch endpoints and credentials between cases)."""
+    global _session
     with _lock:
         _clients.clear()
+        _session = None  # a new one reads the environment's credentials and region again

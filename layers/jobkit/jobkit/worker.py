@@ -96,6 +96,13 @@ class Worker:
 
         return register
 
+    def use_settings(self, settings: Settings | None) -> Settings | None:
+        """Point the worker at other settings (None: the environment's, read when needed) and
+        return the ones it had. For test harnesses such as `jobkit.testing`, which host
+        several workers in one process; a deployed worker reads its environment once."""
+        previous, self._settings, self._log = self._settings, settings, None
+        return previous
+
     @property
     def settings(self) -> Settings:
         if self._settings is None:

@@ -39,7 +39,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 from jobkit import aws
 from jobkit.errors import InvalidScheduleError
 from jobkit.expressions import Expression, Rate, iso_utc, parse_expression
-from jobkit_tools.local.stack import client
 
 log = logging.getLogger("jobkit.local")
 
@@ -88,7 +87,12 @@ class ScheduleFirer:
         self.rng = rng or random.Random()
         self.log = logger or log
         # No endpoint: the process's own clients (moto's mock_aws, as jobkit.testing uses it).
-        make = (lambda name: client(name, endpoint_url)) if endpoint_url else aws.client
+        # The local stack's module is imported only then: it loads samtranslator.
+        make: Callable[[str], Any] = aws.client
+        if endpoint_url:
+            from jobkit_tools.local.stack import client
+
+            make = lambda name: client(name, endpoint_url)  # noqa: E731
         self.scheduler, self.sqs = make("scheduler"), make("sqs")
         self.fired = 0
         self._tracked: dict[tuple[str, str, str, str], _Tracked] = {}
@@ -121,6 +125,18 @@ class ScheduleFirer:
                 if not self._stopping.is_set():
                     self.log.exception("scheduler: tick failed")
             self._stopping.wait(self.interval)
+
+    def next_fire_at(self) -> datetime | None:
+        """When the next occurrence known at the last `tick()` fires (None: nothing pending).
+
+        `jobkit.testing` moves its virtual clock there. A schedule created or enabled since the
+        last tick is not known yet; one disabled since may still be counted (an idle look).
+        """
+        with self._lock:
+            pending = [
+                t.fire_at for t in self._tracked.values() if not t.done and t.fire_at is not None
+            ]
+        return min(pending, default=None)
 
     # One look at the schedules --------------------------------------------------------------------
 
