@@ -1,6 +1,6 @@
 """`python -m benchmarks` (`make bench`): run every benchmark and print PASS/MISS per target.
 
-Options: --quick (fewer rounds, a smoke run), --only coldstart|warm|requests (repeatable),
+Options: --quick (fewer rounds, a smoke run), --only coldstart|warm|requests|time (repeatable),
 --strict (exit 1 when a target is missed; by default the run only reports).
 """
 
@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from benchmarks._common import Result, setup_process
 
-ALL = ("coldstart", "warm", "requests")
+ALL = ("coldstart", "warm", "requests", "time")
 
 
 def machine() -> str:
@@ -79,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         results += requests_per_job.run(
             cpu_per_record, n=50 if args.quick else requests_per_job.N_JOBS
         )
+    if "time" in selected:
+        from benchmarks import time_requests
+
+        results += time_requests.run(cpu_per_record)
 
     print(f"\n== Summary ({time.monotonic() - started:.0f} s) ==")
     print(summary(results))
