@@ -411,7 +411,7 @@ class Jobkit:
         group, role = self.settings.require_recurring()
         queue_url = self.settings.queue_url_of(jt.queue)
         dlq_url = self.settings.dead_letter_queues.get(jt.queue)
-        schedules.put_recurring(
+        definition = schedules.put_recurring(
             name,
             group,
             expression,
@@ -423,7 +423,7 @@ class Jobkit:
             description or f"jobkit: {jt.name}",
             enabled,
         )
-        return self.get_schedule(name)
+        return recurring.from_definition(definition, utcnow())
 
     def get_schedule(self, name: str) -> RecurringSchedule:
         definition = schedules.get(name, self.settings.require_recurring()[0])
@@ -449,7 +449,8 @@ class Jobkit:
         if definition is None:
             raise ScheduleNotFoundError(f"no recurring schedule {name!r}")
         schedules.set_state(definition, enabled)
-        return self.get_schedule(name)
+        state = "ENABLED" if enabled else "DISABLED"
+        return recurring.from_definition({**definition, "State": state}, utcnow())
 
     def delete_schedule(self, name: str) -> None:
         """Delete a recurring schedule; jobs of runs already fired are not affected."""

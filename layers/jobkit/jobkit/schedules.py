@@ -64,8 +64,8 @@ def put_recurring(
     dead_letter_arn: str | None,
     description: str,
     enabled: bool,
-) -> bool:
-    """Create a recurring schedule, or update the one of that name; True if it was created."""
+) -> dict[str, Any]:
+    """Create a recurring schedule, or update the one of that name; returns its definition."""
     from botocore.exceptions import ClientError
 
     definition: dict[str, Any] = {
@@ -85,8 +85,7 @@ def put_recurring(
         if exc.response["Error"]["Code"] != "ConflictException":
             raise
         scheduler.update_schedule(**definition)
-        return False
-    return True
+    return definition
 
 
 def get(name: str, group: str) -> dict[str, Any] | None:
