@@ -12,6 +12,7 @@ from rich.console import Console
 from jobkit import aws
 from jobkit_tools.local import LocalStack
 from jobkit_tools.local.demo import run_demo
+from jobkit_tools.local.dev import DEMO_SCHEDULE_WINDOW_S
 
 from .conftest import ROOT
 
@@ -25,12 +26,15 @@ def test_the_demo_workload_ends_as_expected(
     output = io.StringIO()
     console = Console(file=output, width=120)
     with LocalStack(
-        ROOT / "template.yaml", ses_fault_injection=True, log_dir=tmp_path / "logs"
+        ROOT / "template.yaml",
+        ses_fault_injection=True,
+        log_dir=tmp_path / "logs",
+        schedule_window=DEMO_SCHEDULE_WINDOW_S,
     ) as stack:
         for key, value in stack.producer_env().items():  # run_demo sets them: restore after
             monkeypatch.setenv(key, value)
         # When the demo runs its workload
-        code = run_demo(stack, console, threading.Event(), timeout=90)
+        code = run_demo(stack, console, threading.Event(), timeout=180)
     aws.reset_clients()
 
     # Then every job ended in the state it should, and the summary says so

@@ -3,8 +3,9 @@
 It enqueues email jobs the ways producers do (one at a time, in batches, the same id twice,
 invalid input, raw envelopes from "another language"), lets the local stack run them, with
 the SES proxy throttling `flaky*` recipients, and then checks every job against what it should
-have become: state, attempts, emails in moto's SES, messages in the dead-letter queue. The exit
-code says whether all of it held.
+have become: state, attempts, emails in moto's SES, messages in the dead-letter queue. Its time
+part (demo_time.py) adds delayed jobs, a cron schedule that fans out, and reminder sequences.
+The exit code says whether all of it held.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from jobkit_tools.local import demo_time
 from jobkit_tools.local.stack import client
 
 if TYPE_CHECKING:
@@ -198,13 +200,21 @@ class Check:
         return bool(self.expected == self.actual)
 
 
-def verify(
-    stack: LocalStack, jobkit: Jobkit, expected: Expected, jobs: dict[str, Job]
-) -> list[Check]:
-    """Every expectation of the workload, against the job log, moto's SES and the DLQ."""
-    sent = Counter(
+def sent_by_address(stack: LocalStack) -> Counter[str]:
+    return Counter(
         address.lower() for message in stack.sent_emails() for address in message["destinations"]
     )
+
+
+def verify(
+    stack: LocalStack,
+    jobkit: Jobkit,
+    expected: Expected,
+    jobs: dict[str, Job],
+    work: demo_time.TimeWorkload,
+) -> list[Check]:
+    """Every expectation of the workload, against the job log, moto's SES and the DLQ."""
+    sent = sent_by_address(stack)
 
     def count(ids: set[str], state: str, attempts: int | None = None) -> int:
         return sum(
@@ -246,8 +256,10 @@ def verify(
         Check("  ... throttled SES calls (proxy)", len(expected.succeed_second_try), throttled),
         Check("  ... each sent exactly one email", len(expected.succeed_second_try),
               flaky_mailed_once),
+        *(Check(*check) for check in demo_time.checks(jobkit, work, sent)),
         Check("emails sent (moto SES)",
-              len(expected.succeed_first_try) + len(expected.succeed_second_try),
+              len(expected.succeed_first_try) + len(expected.succeed_second_try)
+              + work.expected_emails(),
               sum(sent.values())),
         Check("email DLQ depth", len(raw), stack.queue_depth(dlq_url) if dlq_url else None),
     ]  # fmt: skip
@@ -299,34 +311,57 @@ def _progress_table(jobs: dict[str, Job], expected: Expected, elapsed: float, se
 
 
 def run_demo(
-    stack: LocalStack, console: Console, stopping: threading.Event, timeout: float = 120.0
+    stack: LocalStack, console: Console, stopping: threading.Event, timeout: float = 180.0
 ) -> int:
     """Run the workload on a started stack (with SES fault injection); 0 if all went as expected."""
-    from rich.live import Live
-    from rich.table import Table
-
     from jobkit import aws
     from jobkit.client import Jobkit
     from jobkit.settings import Settings
 
     os.environ.update(stack.producer_env())  # this process is the producer now
     aws.reset_clients()
-    importlib.import_module("jobkit.catalog.email")  # declares the email job types
+    for module in ("email", "nightly", "reminders"):  # declare the job types
+        importlib.import_module(f"jobkit.catalog.{module}")
 
     producer = Jobkit(Settings())
     run = datetime.now(UTC).strftime("%H%M%S")
     started = time.monotonic()
     queue_url = json.loads(stack.producer_env()["JOBKIT_QUEUES"])["email"]
     expected, notes = enqueue_workload(producer, queue_url, run)
+    work = demo_time.start(producer, run)
     enqueued_in = time.monotonic() - started
     console.print(
         f"enqueued {len(expected.all_jobs)} jobs ({len(expected.rejected)} rejected at enqueue,"
-        f" {DUPLICATES} duplicates) in {enqueued_in:.1f} s"
+        f" {DUPLICATES} duplicates) in {enqueued_in:.1f} s; {len(work.delayed)} delayed jobs,"
+        f" schedule {work.schedule} (next run {work.cron_run.rsplit('@', 1)[-1]}),"
+        " 3 reminder sequences"
     )
+    try:
+        return _wait_and_check(
+            stack, console, stopping, started + timeout, producer, expected, notes, work
+        )
+    finally:
+        demo_time.finish(producer, work)
 
+
+def _wait_and_check(
+    stack: LocalStack,
+    console: Console,
+    stopping: threading.Event,
+    deadline: float,
+    producer: Jobkit,
+    expected: Expected,
+    notes: list[str],
+    work: demo_time.TimeWorkload,
+) -> int:
+    """Show progress until every job has ended (or the deadline), then check them all."""
+    from rich.live import Live
+    from rich.table import Table
+
+    timeout = deadline - time.monotonic()
+    started = time.monotonic()
     ids = expected.all_jobs
     jobs: dict[str, Job] = {}
-    deadline = started + timeout
     live = Live(console=console, auto_refresh=False) if console.is_terminal else None
     last_line = 0.0
     with live or contextlib.nullcontext():
@@ -343,7 +378,8 @@ def run_demo(
                     f"{elapsed:5.1f} s  " + "  ".join(f"{k} {v}" for k, v in states.items())
                 )
                 last_line = time.monotonic()
-            if done == len(ids) and _all_quiet(stack):
+            demo_time.tick(work, sent_by_address(stack))
+            if done == len(ids) and _all_quiet(stack) and demo_time.done(producer, work):
                 break
             stopping.wait(0.5)
     elapsed = time.monotonic() - started
@@ -351,7 +387,7 @@ def run_demo(
         console.print("[yellow]demo interrupted[/yellow]")
         return 130
 
-    checks = verify(stack, producer, expected, jobs)
+    checks = verify(stack, producer, expected, jobs, work)
     table = Table(title=f"jobkit demo: {elapsed:.1f} s")
     table.add_column("check")
     table.add_column("expected", justify="right")
@@ -371,15 +407,13 @@ def run_demo(
                 f"{i} ({jobs[i].state.value if i in jobs else 'missing'})" for i in unfinished[:10]
             )
         )
-    stats = [p.stats for p in stack.pollers]
-    console.print(
-        "function: "
-        + "; ".join(
-            f"{s.batches} batches (avg {s.records / max(1, s.batches):.1f} records),"
-            f" {s.cold_starts} cold starts, {s.timeouts} timeouts, {s.errors} errors"
-            for s in stats
+    for poller in stack.pollers:
+        s = poller.stats
+        console.print(
+            f"{poller.mapping.function_name}: {s.batches} batches"
+            f" (avg {s.records / max(1, s.batches):.1f} records), {s.cold_starts} cold starts,"
+            f" {s.timeouts} timeouts, {s.errors} errors"
         )
-    )
     if all(c.ok for c in checks) and not notes and not unfinished:
         console.print("[bold green]demo passed[/bold green]: every job ended as it should")
         return 0

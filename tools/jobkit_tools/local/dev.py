@@ -246,13 +246,16 @@ def _refuse_second_stack(state_file: Path | None) -> None:
     raise LocalStackError(f"a local stack is already running (pid {pid}, {state_file})")
 
 
+DEMO_SCHEDULE_WINDOW_S = 5.0
+
+
 def run_dev(
     demo: bool = False,
     parameter_overrides: dict[str, str] | None = None,
     *,
     template: Path = Path("template.yaml"),
     console_logs: bool | None = None,
-    demo_timeout: float = 120.0,
+    demo_timeout: float = 180.0,
 ) -> int:
     """`jobkit dev [--demo]`: run the local stack until Ctrl-C (or until the demo is done).
 
@@ -280,6 +283,8 @@ def run_dev(
         ses_fault_injection=demo,
         log_dir=None if console_logs else root / LOG_DIR,
         state_file=root / STATE_FILE,
+        # The demo waits for its cron schedule's next minute: fire it within 5 s, not 60.
+        schedule_window=DEMO_SCHEDULE_WINDOW_S if demo else DEFAULT_WINDOW_S,
     )
     code = 0
     with signals:
