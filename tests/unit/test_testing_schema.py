@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 from typing import Any
 
-from jobkit.testing import JOB_LOG_TABLE, JOB_LOG_TTL, Harness
+from jobkit.testing import APPLICATIONS_TABLE, JOB_LOG_TABLE, JOB_LOG_TTL, Harness
 from tests.conftest import ROOT, template
 
 RESOURCES: dict[str, Any] = template()["Resources"]
@@ -35,6 +35,12 @@ def test_the_harness_job_log_is_the_template_jobs_table() -> None:
         "GlobalSecondaryIndexes",
         "BillingMode",
     }
+
+
+def test_the_harness_applications_table_is_the_template_one() -> None:
+    table = RESOURCES["ApplicationsTable"]["Properties"]
+    for key, value in APPLICATIONS_TABLE.items():
+        assert table[key] == value, key
 
 
 def test_the_harness_queues_default_to_the_email_queues_settings() -> None:

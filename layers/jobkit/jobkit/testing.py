@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from jobkit import aws
+from jobkit.applications import get_applications_settings
 from jobkit.jobs import registered_job_types
 from jobkit.models import Job
 from jobkit.settings import Settings, get_settings
@@ -89,6 +90,12 @@ JOB_LOG_TABLE: dict[str, Any] = {
     ],
 }
 JOB_LOG_TTL: dict[str, Any] = {"AttributeName": "expires_at", "Enabled": True}
+# The reminders' documents records, as template.yaml's ApplicationsTable declares it.
+APPLICATIONS_TABLE: dict[str, Any] = {
+    "BillingMode": "PAY_PER_REQUEST",
+    "AttributeDefinitions": [{"AttributeName": "applicant_id", "AttributeType": "S"}],
+    "KeySchema": [{"AttributeName": "applicant_id", "KeyType": "HASH"}],
+}
 
 # Moto shows a message whose visibility or delay ends at t only strictly after t (as SQS may).
 _MARGIN = timedelta(milliseconds=1)
@@ -256,6 +263,7 @@ class Harness:
         region: str = "us-east-1",
         queues: Iterable[str] = (),
         table: str = "jobkit-jobs",
+        applications_table: str = "jobkit-applications",
         schedule_group: str = "jobkit-jobs",
         visibility_timeout: int = 180,
         max_receive_count: int = 10,
@@ -263,6 +271,7 @@ class Harness:
         self.start_time = _aware(start or DEFAULT_START)
         self.region = region
         self.table = table
+        self.applications_table = applications_table
         self.schedule_group = schedule_group
         # Template.yaml's queues: 6 x a 30 s function timeout, and a crash-loop net of 10.
         self.visibility_timeout = visibility_timeout
@@ -379,6 +388,7 @@ class Harness:
 
         aws.reset_clients()
         get_settings.cache_clear()
+        get_applications_settings.cache_clear()
         client_module._default = None
 
     # -- the stack in moto -----------------------------------------------------------------
@@ -387,11 +397,9 @@ class Harness:
         ddb: Any = aws.dynamodb()  # the schema is plain dicts, shared with a unit test
         ddb.create_table(TableName=self.table, **JOB_LOG_TABLE)
         ddb.update_time_to_live(TableName=self.table, TimeToLiveSpecification=JOB_LOG_TTL)
+        ddb.create_table(TableName=self.applications_table, **APPLICATIONS_TABLE)
         scheduler = aws.client("scheduler")
-        groups = {self.schedule_group}
-        if "recurring_group" in Settings.model_fields:
-            groups.add(f"{self.schedule_group}-recurring")
-        for group in sorted(groups):
+        for group in (self.schedule_group, self.recurring_group):
             scheduler.create_schedule_group(Name=group)
         names = {t.queue for t in registered_job_types().values()} | set(self._wanted_queues)
         for name in sorted(names):
@@ -425,16 +433,16 @@ class Harness:
             "queues": dict(self._queues),
             "dead_letter_queues": dict(self._dead_letter_queues),
             "schedule_group": self.schedule_group,
+            "recurring_group": self.recurring_group,
             "scheduler_role_arn": f"arn:aws:iam::{self._account}:role/jobkit-scheduler",
         }
-        if "recurring_group" in Settings.model_fields:
-            values["recurring_group"] = f"{self.schedule_group}-recurring"
         self._settings = Settings(**values)
-        for name, value in values.items():
+        for name, value in {**values, "applications_table": self.applications_table}.items():
             text = value if isinstance(value, str) else json.dumps(value)
             self._env.set(f"JOBKIT_{name.upper()}", text)
         self._client = None
         get_settings.cache_clear()
+        get_applications_settings.cache_clear()
         from jobkit import client as client_module
 
         client_module._default = None
@@ -449,6 +457,10 @@ class Harness:
                 "dead_letter_queue_url": self._dead_letter_queues[queue],
             }
         )
+
+    @property
+    def recurring_group(self) -> str:
+        return f"{self.schedule_group}-recurring"
 
     # -- what tests use --------------------------------------------------------------------
 
