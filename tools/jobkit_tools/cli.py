@@ -63,6 +63,13 @@ def _fail(exc: Exception) -> typer.Exit:
     return typer.Exit(1)
 
 
+def _json_payload(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _fail(ValueError(f"--payload is not valid JSON: {exc}")) from None
+
+
 @contextmanager
 def _clear_errors() -> Iterator[None]:
     """A jobkit error ends the command with its message, never a traceback."""
@@ -129,10 +136,7 @@ def enqueue(
 ) -> None:
     """Enqueue one job (now, after --delay, or at --run-at)."""
     client, _ = _client(stack)
-    try:
-        data: Any = json.loads(payload)
-    except json.JSONDecodeError as exc:
-        raise _fail(ValueError(f"--payload is not valid JSON: {exc}")) from None
+    data = _json_payload(payload)
     with _clear_errors():
         job = client.enqueue(job_type, data, job_id=job_id, delay=delay, run_at=run_at)
     due = f" (due {job.run_at:%Y-%m-%d %H:%M:%S %Z})" if job.run_at else ""
@@ -220,10 +224,7 @@ def schedules_create(
 ) -> None:
     """Run a job type on a cron or rate schedule."""
     client, _ = _client(stack)
-    try:
-        data: Any = json.loads(payload)
-    except json.JSONDecodeError as exc:
-        raise _fail(ValueError(f"--payload is not valid JSON: {exc}")) from None
+    data = _json_payload(payload)
     with _clear_errors():
         made = client.schedule(name, cron, job_type, data, timezone=timezone, enabled=not paused)
     console.print(_schedule_table([made]))

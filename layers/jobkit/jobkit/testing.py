@@ -199,22 +199,10 @@ def _aware(moment: datetime) -> datetime:
 
 
 _own_sessions: dict[str, Any] = {}
-_loader: Any = None
 
 
 def _session(region: str, **credentials: str) -> Any:
-    """A boto3 session sharing one botocore loader with the harness's others: a new loader
-    spends ~50 ms a service parsing botocore's JSON models again."""
-    import boto3
-    import botocore.session
-
-    global _loader
-    core = botocore.session.Session()
-    if _loader is None:
-        _loader = core.get_component("data_loader")
-    else:
-        core.register_component("data_loader", _loader)
-    return boto3.session.Session(botocore_session=core, region_name=region, **credentials)
+    return aws.new_session(region_name=region, **credentials)
 
 
 def _own_session(region: str) -> Any:
