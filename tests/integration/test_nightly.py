@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -78,3 +79,29 @@ def test_the_fan_out_job_type_rejects_a_bad_payload() -> None:
 
     with pytest.raises(JobValidationError, match="accounts"):
         FAN_OUT.validate({"accounts": -1})
+
+
+def test_the_sample_event_runs_through_the_nightly_handler(nightly: Jobkit) -> None:
+    from nightly_worker.processors import worker
+    from tests.conftest import EVENTS
+
+    # Given the sample event of a scheduled run (events/nightly_fan_out.json, for sam local)
+    event = json.loads((EVENTS / "nightly_fan_out.json").read_text())
+    run_id = json.loads(event["Records"][0]["body"])["id"]
+    previous = worker.use_settings(
+        nightly.settings.model_copy(
+            update={"worker_queue": "nightly", "queue_url": nightly.settings.queues["nightly"]}
+        )
+    )
+    try:
+        # When the nightly worker handles it
+        response = worker.handle(event, None)
+    finally:
+        worker.use_settings(previous)
+
+    # Then the run succeeded, adopted into the log, with its three children queued
+    assert response == {"batchItemFailures": []}
+    run = nightly.get_job(run_id)
+    assert run is not None and run.state is JobState.SUCCEEDED
+    assert run.result == {"children": 3, "already_enqueued": 0}
+    assert queued_messages(nightly) == 3

@@ -62,7 +62,8 @@ def fan_out(
 
 @worker.processor(FAN_OUT)
 def run_fan_out(payload: FanOutPayload, ctx: JobContext) -> dict[str, int]:
-    return fan_out(payload, ctx.job_id, ctx.report_progress)
+    # The function's own settings (those the worker runs with) are the producer's too.
+    return fan_out(payload, ctx.job_id, ctx.report_progress, Jobkit(worker.settings))
 
 
 @worker.processor(REFRESH_ACCOUNT)
