@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 
 Processor = Callable[[Any, "JobContext"], Any]
 P = TypeVar("P", bound=Processor)
+# `admit(payload) -> seconds to wait, or None to go ahead`: asked before the claim.
+Admission = Callable[[Any], float | None]
+A = TypeVar("A", bound=Admission)
 
 
 class RetryScheduledError(Exception):
@@ -80,6 +83,7 @@ class Worker:
         self.queue = queue
         self._settings = settings
         self._types: dict[str, tuple[JobType, Processor]] = {}
+        self._admissions: dict[str, Admission] = {}
         self._log: JobLog | None = None
         self._stats: dict[str, _Stats] = defaultdict(_Stats)
 
@@ -92,6 +96,24 @@ class Worker:
 
         def register(fn: P) -> P:
             self._types[job_type.name] = (job_type, fn)
+            return fn
+
+        return register
+
+    def admission(self, job_type: JobType) -> Callable[[A], A]:
+        """Register `admit(payload) -> float | None`, asked before each claim of `job_type`.
+
+        A number is seconds to wait: the message is hidden that long and the job keeps its
+        attempts (a claim would have spent one), as for a rate limit. None runs the job now.
+        A payload that does not validate skips the admission (the run fails it).
+        """
+        if job_type.queue != self.queue:
+            raise ValueError(
+                f"{job_type.name} runs on queue {job_type.queue!r}, not {self.queue!r}"
+            )
+
+        def register(fn: A) -> A:
+            self._admissions[job_type.name] = fn
             return fn
 
         return register
@@ -183,6 +205,16 @@ class Worker:
             if wait > 0.5:
                 # Scheduler fires up to a minute early by design: hold it to the second.
                 self._defer(record, wait, "not due yet")
+        admit = self._admissions.get(job_type.name)
+        if admit is not None:
+            try:
+                payload = job_type.validate(envelope.payload)
+            except JobValidationError:
+                pass  # the run below fails it, as without an admission
+            else:
+                hold = admit(payload)
+                if hold is not None and hold > 0:
+                    self._defer(record, hold, "not admitted yet")
         generation = envelope.dead_letter.generation if envelope.dead_letter else None
         claim = self.log.claim(envelope.id, job_type.timeout, generation)
         if claim.outcome is ClaimOutcome.MISSING and generation is None:
