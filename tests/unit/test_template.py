@@ -10,7 +10,7 @@ import pytest
 
 import jobkit.catalog.email
 import jobkit.catalog.nightly  # noqa: F401  (declares the job types the template's queues run)
-from jobkit.catalog import reminders  # noqa: F401  (likewise)
+from jobkit.catalog import reminders, syndication  # noqa: F401  (likewise)
 from jobkit.expressions import parse_expression
 from jobkit.jobs import registered_job_types
 from jobkit.models import Envelope
@@ -212,3 +212,28 @@ def test_every_worker_queue_and_its_dead_letter_queue_are_in_the_global_maps() -
         worker_queue = env["JOBKIT_WORKER_QUEUE"]
         assert queues[worker_queue] == env["JOBKIT_QUEUE_URL"]["Ref"]
         assert dead[worker_queue] == env["JOBKIT_DEAD_LETTER_QUEUE_URL"]["Ref"]
+
+
+def test_syndication_reads_only_its_partners_secrets_and_rate_limits() -> None:
+    # Given the syndication function's statements outside the job log and its queues
+    statements = {s["Sid"]: s for s in _statements(FUNCTIONS["SyndicationFunction"])}
+    registry, secrets = statements["ReadPartnerRegistry"], statements["ReadPartnerSecrets"]
+    limits = statements["PartnerRateLimits"]
+    # Then SSM is read under the partners path only, secrets under jobkit/<env>/partners/ only
+    assert sorted(registry["Action"]) == ["ssm:GetParameter", "ssm:GetParametersByPath"]
+    for resource in _resources(registry):
+        assert resource["Fn::Sub"].endswith(":parameter${SyndicationPartnersPath}") or resource[
+            "Fn::Sub"
+        ].endswith(":parameter${SyndicationPartnersPath}/*")
+    assert secrets["Action"] == ["secretsmanager:GetSecretValue"]
+    assert _resources(secrets)[0]["Fn::Sub"].endswith(":secret:jobkit/${Environment}/partners/*")
+    # And the token buckets are read and updated, in their own table
+    assert sorted(limits["Action"]) == ["dynamodb:GetItem", "dynamodb:UpdateItem"]
+    assert _resources(limits) == [{"Fn::GetAtt": ["RateLimitsTable", "Arn"]}]
+    table = RESOURCES["RateLimitsTable"]["Properties"]
+    assert table["KeySchema"] == [{"AttributeName": "bucket", "KeyType": "HASH"}]
+    assert table["SSESpecification"]["SSEEnabled"] is True
+    assert table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    env = FUNCTIONS["SyndicationFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["SYNDICATION_RATE_LIMIT_TABLE"] == {"Ref": "RateLimitsTable"}
+    assert env["SYNDICATION_PARTNERS_PATH"] == {"Ref": "SyndicationPartnersPath"}

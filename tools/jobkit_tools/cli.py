@@ -42,6 +42,7 @@ def _load_types() -> None:
         "jobkit.catalog.email",
         "jobkit.catalog.nightly",
         "jobkit.catalog.reminders",
+        "jobkit.catalog.syndication",
         *filter(None, os.environ.get("JOBKIT_TYPES", "").split(",")),
     ]
     for module in modules:
@@ -160,6 +161,38 @@ def status(job_id: str, stack: StackOption = None) -> None:
     if job is None:
         raise _fail(LookupError(f"no job {job_id!r} in the job log"))
     console.print_json(job.model_dump_json(exclude={"payload"}))
+
+
+@app.command("listing-status")
+def listing_status(
+    listing_id: str,
+    version: Annotated[str, typer.Option("--version", help="The listing version published.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead.")] = False,
+    stack: StackOption = None,
+) -> None:
+    """Show a listing version's syndication: per platform, state, attempts, partner id, error."""
+    from jobkit.catalog.syndication import listing_status as read_status
+
+    client, _ = _client(stack)
+    with _clear_errors():
+        found = read_status(listing_id, version, client=client)
+    if as_json:
+        console.print_json(found.model_dump_json())
+        return
+    if found.publish_state is None:
+        raise _fail(LookupError(f"listing {listing_id!r} version {version!r} was not published"))
+    table = Table(title=f"{listing_id} v{version} (publish: {found.publish_state})")
+    for column in ("platform", "state", "attempts", "partner id", "error"):
+        table.add_column(column)
+    for row in found.platforms:
+        table.add_row(
+            row.platform,
+            row.state,
+            str(row.attempts),
+            row.response_id or "",
+            (row.error or "")[:120],
+        )
+    console.print(table)
 
 
 @app.command()

@@ -10,6 +10,7 @@ wait: the worker hides the message that long without spending an attempt.
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,7 +144,12 @@ def admit(payload: DeliverPayload, rt: Runtime) -> float | None:
     partner = partners.get(payload.platform)
     if partner is None or not partner.enabled:
         return None
-    return rt.limiter.acquire(payload.platform, partner.rate_per_second, partner.burst)
+    wait = rt.limiter.acquire(payload.platform, partner.rate_per_second, partner.burst)
+    if wait is None:
+        return None
+    # Spread the waiting deliveries over a bucket's refill time, or a backlog would all come
+    # back at the same moment for the one token there is.
+    return wait + random.uniform(0, partner.burst / partner.rate_per_second)
 
 
 @worker.processor(PUBLISH_LISTING)
