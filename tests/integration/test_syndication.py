@@ -26,6 +26,7 @@ from syndication_worker.delivery import Sender
 from syndication_worker.partners import Registry, UnknownPartnerError
 from syndication_worker.processors import Runtime, publish, use_runtime, worker
 from syndication_worker.ratelimit import RateLimiter
+from tests.conftest import EVENTS
 from tests.integration.syndication_support import (
     PARTNERS_PATH,
     RATE_TABLE,
@@ -246,3 +247,21 @@ def test_a_bad_listing_is_refused_at_publish() -> None:
         )
     with pytest.raises(JobValidationError, match="listing_id"):
         PUBLISH_LISTING.validate({"listing_id": "a:b", "version": 1, "listing": LISTING})
+
+
+def test_the_sample_event_runs_through_the_worker(syndication: Harness, ca: trustme.CA) -> None:
+    # Given the sample publish event (events/syndication_publish.json, for sam local invoke)
+    # and one partner
+    event = json.loads((EVENTS / "syndication_publish.json").read_text())
+    with PartnerServer("healthy", ca, [SECRET]) as healthy:
+        put_partner("healthy", healthy.url, [SECRET])
+
+        # When the syndication worker handles it, and then the delivery it enqueued
+        response = worker.handle(event, None)
+        syndication.run_until_idle()
+
+        # Then the publish was adopted into the log and the listing reached the partner
+        assert response == {"batchItemFailures": []}
+        rows = by_platform(listing_status("L-100", 3, client=syndication.client).platforms)
+        assert rows["healthy"].state == "succeeded"
+        assert json.loads(healthy.requests[0].body)["listing_id"] == "L-100"
