@@ -24,6 +24,8 @@ from typing import Any, TextIO, cast
 from jobkit_tools.local.esm import QueuePoller
 from jobkit_tools.local.faults import SesThrottleProxy
 from jobkit_tools.local.motoserver import SENT_EMAILS_PATH
+from jobkit_tools.local.partners import LOCAL_PARTNERS, Behaviour, PartnerEndpoints
+from jobkit_tools.local.partners import register as register_partners
 from jobkit_tools.local.scheduler import DEFAULT_WINDOW_S, ScheduleFirer
 from jobkit_tools.local.stack import (
     DEFAULT_STACK_NAME,
@@ -94,6 +96,7 @@ class LocalStack:
         state_file: Path | None = None,
         init_timeout: float = 30.0,
         schedule_window: float = DEFAULT_WINDOW_S,
+        partners: dict[str, Behaviour] | None = None,
     ) -> None:
         self.template = template
         self.parameters = dict(parameters or {})
@@ -109,6 +112,10 @@ class LocalStack:
         # Fires Scheduler schedules up to `schedule_window` s late, as AWS may (0: on time).
         self.schedule_window = schedule_window
         self.scheduler: ScheduleFirer | None = None
+        # Partner endpoints on loopback for a syndication function (default: one of each
+        # behaviour), registered in moto's SSM and Secrets Manager where it looks for them.
+        self.partner_behaviours = dict(LOCAL_PARTNERS if partners is None else partners)
+        self.partners: PartnerEndpoints | None = None
         self._deployment: Deployment | None = None
 
     @property
@@ -149,6 +156,7 @@ class LocalStack:
                 )
                 for f in deployment.functions
             ]
+        self._start_partners(deployment)
         self._deployment = deployment
         by_name = {f.name: f for f in deployment.functions}
         for mapping in deployment.mappings:
@@ -168,6 +176,38 @@ class LocalStack:
             self.state_file.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
         log.debug("local stack up in %.1f s", time.monotonic() - started)
 
+    def _start_partners(self, deployment: Deployment) -> None:
+        """Start the partner endpoints a syndication function would deliver to, put them in its
+        registry, and let it trust their CA (its certificate checks stay on)."""
+        paths = {
+            f.environment["SYNDICATION_PARTNERS_PATH"]
+            for f in deployment.functions
+            if f.environment.get("SYNDICATION_PARTNERS_PATH")
+        }
+        if not paths or not self.partner_behaviours:
+            return
+        self.partners = PartnerEndpoints(self.partner_behaviours).start()
+        environment = self.parameters.get("Environment", "dev")
+        for path in sorted(paths):
+            register_partners(
+                self.partners,
+                deployment.endpoint_url,
+                parameter_prefix=path,
+                secret_prefix=f"jobkit/{environment}/partners",
+            )
+        deployment.functions = [
+            dataclasses.replace(
+                f,
+                environment={
+                    **f.environment,
+                    "SYNDICATION_CA_BUNDLE": str(self.partners.ca_bundle),
+                },
+            )
+            if f.environment.get("SYNDICATION_PARTNERS_PATH")
+            else f
+            for f in deployment.functions
+        ]
+
     def kill_functions(self) -> None:
         """Kill every container now; in-flight messages come back after the visibility timeout."""
         for poller in list(self.pollers):
@@ -186,6 +226,9 @@ class LocalStack:
         if self.proxy is not None:
             self.proxy.stop()
             self.proxy = None
+        if self.partners is not None:
+            self.partners.stop()
+            self.partners = None
         self.moto.stop()
         self.logs.close()
         if self.state_file is not None and self._owns_state_file():
@@ -385,6 +428,11 @@ def _print_summary(console: Any, stack: LocalStack, console_logs: bool, root: Pa
         lines.append(
             f"  Scheduler schedules: fired locally, up to {stack.schedule_window:g} s late"
         )
+    if stack.partners is not None:
+        lines += [
+            f"  partner {name} ({stack.partners.behaviour(name)}): {stack.partners.url(name)}"
+            for name in stack.partners.names
+        ]
     if not console_logs:
         lines.append(f"function logs: {root / LOG_DIR}/")
     lines.append(
