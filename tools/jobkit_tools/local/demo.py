@@ -4,7 +4,8 @@ It enqueues email jobs the ways producers do (one at a time, in batches, the sam
 invalid input, raw envelopes from "another language"), lets the local stack run them, with
 the SES proxy throttling `flaky*` recipients, and then checks every job against what it should
 have become: state, attempts, emails in moto's SES, messages in the dead-letter queue. Its time
-part (demo_time.py) adds delayed jobs, a cron schedule that fans out, and reminder sequences.
+part (demo_time.py) adds delayed jobs, a cron schedule that fans out, and reminder sequences;
+its syndication part (demo_syndication.py) publishes listings to the stack's partner endpoints.
 The exit code says whether all of it held.
 """
 
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from jobkit_tools.local import demo_time
+from jobkit_tools.local import demo_syndication, demo_time
 from jobkit_tools.local.stack import client
 
 if TYPE_CHECKING:
@@ -212,6 +213,7 @@ def verify(
     expected: Expected,
     jobs: dict[str, Job],
     work: demo_time.TimeWorkload,
+    listings: demo_syndication.SyndicationWorkload,
 ) -> list[Check]:
     """Every expectation of the workload, against the job log, moto's SES and the DLQ."""
     sent = sent_by_address(stack)
@@ -262,6 +264,9 @@ def verify(
               + work.expected_emails(),
               sum(sent.values())),
         Check("email DLQ depth", len(raw), stack.queue_depth(dlq_url) if dlq_url else None),
+        *(Check(*check) for check in demo_syndication.checks(jobkit, listings)),
+        Check("syndication DLQ depth (the rejections)", demo_syndication.LISTINGS,
+              stack.queue_depth(stack.deployment.dead_letter_queues().get("syndication", ""))),
     ]  # fmt: skip
 
 
@@ -320,7 +325,7 @@ def run_demo(
 
     os.environ.update(stack.producer_env())  # this process is the producer now
     aws.reset_clients()
-    for module in ("email", "nightly", "reminders"):  # declare the job types
+    for module in ("email", "nightly", "reminders", "syndication"):  # declare the job types
         importlib.import_module(f"jobkit.catalog.{module}")
 
     producer = Jobkit(Settings())
@@ -329,16 +334,18 @@ def run_demo(
     queue_url = json.loads(stack.producer_env()["JOBKIT_QUEUES"])["email"]
     expected, notes = enqueue_workload(producer, queue_url, run)
     work = demo_time.start(producer, run)
+    listings = demo_syndication.start(producer, run)
     enqueued_in = time.monotonic() - started
     console.print(
         f"enqueued {len(expected.all_jobs)} jobs ({len(expected.rejected)} rejected at enqueue,"
         f" {DUPLICATES} duplicates) in {enqueued_in:.1f} s; {len(work.delayed)} delayed jobs,"
         f" schedule {work.schedule} (next run {work.cron_run.rsplit('@', 1)[-1]}),"
-        " 3 reminder sequences"
+        f" 3 reminder sequences, {len(listings.listings)} listings to"
+        f" {len(demo_syndication.EXPECTED)} partners"
     )
     try:
         return _wait_and_check(
-            stack, console, stopping, started + timeout, producer, expected, notes, work
+            stack, console, stopping, started + timeout, producer, expected, notes, work, listings
         )
     finally:
         demo_time.finish(producer, work)
@@ -353,6 +360,7 @@ def _wait_and_check(
     expected: Expected,
     notes: list[str],
     work: demo_time.TimeWorkload,
+    listings: demo_syndication.SyndicationWorkload,
 ) -> int:
     """Show progress until every job has ended (or the deadline), then check them all."""
     from rich.live import Live
@@ -379,7 +387,12 @@ def _wait_and_check(
                 )
                 last_line = time.monotonic()
             demo_time.tick(work, sent_by_address(stack))
-            if done == len(ids) and _all_quiet(stack) and demo_time.done(producer, work):
+            if (
+                done == len(ids)
+                and _all_quiet(stack)
+                and demo_time.done(producer, work)
+                and demo_syndication.done(producer, listings)
+            ):
                 break
             stopping.wait(0.5)
     elapsed = time.monotonic() - started
@@ -387,7 +400,7 @@ def _wait_and_check(
         console.print("[yellow]demo interrupted[/yellow]")
         return 130
 
-    checks = verify(stack, producer, expected, jobs, work)
+    checks = verify(stack, producer, expected, jobs, work, listings)
     table = Table(title=f"jobkit demo: {elapsed:.1f} s")
     table.add_column("check")
     table.add_column("expected", justify="right")
