@@ -1,6 +1,7 @@
 """`python -m benchmarks` (`make bench`): run every benchmark and print PASS/MISS per target.
 
-Options: --quick (fewer rounds, a smoke run), --only coldstart|warm|requests|time (repeatable),
+Options: --quick (fewer rounds, a smoke run), --only coldstart|warm|requests|time|syndication
+(repeatable),
 --strict (exit 1 when a target is missed; by default the run only reports).
 """
 
@@ -15,7 +16,7 @@ from datetime import UTC, datetime
 
 from benchmarks._common import Result, setup_process
 
-ALL = ("coldstart", "warm", "requests", "time")
+ALL = ("coldstart", "warm", "requests", "time", "syndication")
 
 
 def machine() -> str:
@@ -83,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import time_requests
 
         results += time_requests.run(cpu_per_record)
+    if "syndication" in selected:
+        from benchmarks import syndication
+
+        results += syndication.run(quick=args.quick)
 
     print(f"\n== Summary ({time.monotonic() - started:.0f} s) ==")
     print(summary(results))
