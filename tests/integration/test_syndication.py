@@ -235,6 +235,37 @@ def test_the_token_bucket_allows_the_burst_then_paces(syndication: Harness) -> N
     assert limiter.acquire("other", rate=2, burst=3) is None
 
 
+def test_a_bucket_costs_one_write_per_token_and_containers_share_it(
+    syndication: Harness,
+) -> None:
+    from jobkit import aws
+
+    # Given two containers' limiters on one partner's bucket of 3, refilling 1 a second
+    now = [5_000.0]
+    first = RateLimiter(RATE_TABLE, clock=lambda: now[0])
+    second = RateLimiter(RATE_TABLE, clock=lambda: now[0])
+    calls: list[str] = []
+    aws.dynamodb().meta.events.register(
+        "before-call.dynamodb.*", lambda model, **_: calls.append(model.name)
+    )
+
+    # When the first takes two tokens, then the second one (it has not seen the bucket)
+    assert first.acquire("acme", rate=1, burst=3) is None
+    assert first.acquire("acme", rate=1, burst=3) is None
+    took_first = list(calls)
+    assert second.acquire("acme", rate=1, burst=3) is None
+
+    # Then the first paid one conditional write a token; the second one more, to learn the
+    # bucket from its failed condition; and both now see it empty
+    assert took_first == ["UpdateItem", "UpdateItem"]
+    assert calls[2:] == ["UpdateItem", "UpdateItem"]
+    assert first.acquire("acme", rate=1, burst=3) == pytest.approx(1.0)
+    assert second.acquire("acme", rate=1, burst=3) == pytest.approx(1.0)
+    now[0] += 1
+    assert first.acquire("acme", rate=1, burst=3) is None
+    assert second.acquire("acme", rate=1, burst=3) is not None  # the first took the refill
+
+
 def test_status_of_a_listing_never_published(syndication: Harness) -> None:
     status = listing_status("L-none", 1, client=syndication.client)
     assert status.publish_state is None and status.platforms == []
