@@ -20,7 +20,15 @@ from jobkit.client import Jobkit
 from jobkit_tools.local.scheduler import ScheduleFirer
 from tests.conftest import Stack
 
-from .test_core_support import ECHO, Runs, deliver, make_worker, payload, receive_now
+from .test_core_support import (
+    ECHO,
+    Runs,
+    deliver,
+    make_worker,
+    payload,
+    receive_now,
+    record_calls,
+)
 
 GROUP = "jobkit-recurring-test"
 ROLE = "arn:aws:iam::123456789012:role/scheduler"
@@ -62,6 +70,7 @@ def test_a_cron_schedule_targets_the_job_types_queue_with_a_run_time_job_id(
     envelope = json.loads(target["Input"])
     assert envelope["id"] == "weekday-digest@<aws.scheduler.scheduled-time>"
     assert envelope["enqueued_at"] == "<aws.scheduler.scheduled-time>"
+    assert envelope["origin"] == "schedule"
     assert envelope["type"] == ECHO.name and envelope["payload"]["n"] == 7
     # And the caller sees it as jobkit reads it back, with its next run at 09:00 Berlin time
     assert made.job_type == ECHO.name and made.state == "ENABLED"
@@ -150,15 +159,22 @@ def test_a_run_fired_twice_runs_once_under_the_runs_job_id(stack: Stack, client:
         firer = ScheduleFirer(None, window_seconds=0, now=lambda: run + timedelta(seconds=5))
         assert firer.tick() == 1
 
-    # When the worker gets both deliveries
+    # When the worker gets the first delivery, then the second
     runs = Runs()
     messages = receive_now(stack)
     assert len(messages) == 2
-    deliver(stack, make_worker(stack, runs), messages)
+    worker = make_worker(stack, runs)
+    calls = record_calls()
+    deliver(stack, worker, messages[:1])
+    first = dict(calls.ops)
+    deliver(stack, worker, messages[1:])
 
     # Then the run ran once, as the job of that scheduled time, which the log now records
     run_id = f"every-minute@{run:%Y-%m-%dT%H:%M:%S}Z"
     assert [job_id for _, job_id, _ in runs.calls] == [run_id]
+    # And its first delivery wrote the log twice (created claimed, then succeeded): a run is
+    # known to have no entry yet, so no claim is tried first
+    assert (first.get("PutItem"), first.get("UpdateItem")) == (1, 1)
     job = client.get_job(run_id)
     assert job is not None and job.state is JobState.SUCCEEDED
 

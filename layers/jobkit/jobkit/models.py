@@ -51,6 +51,8 @@ class Envelope(BaseModel):
     payload: dict[str, Any]
     enqueued_at: datetime
     not_before: datetime | None = None  # a worker that gets it earlier hides it until then
+    # "schedule": a recurring schedule's run, with no log entry until its first delivery.
+    origin: Literal["schedule"] | None = None
     dead_letter: DeadLetter | None = None
 
     def to_json(self) -> str:

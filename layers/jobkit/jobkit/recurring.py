@@ -81,6 +81,7 @@ def target_input(name: str, job_type: str, payload: dict[str, Any]) -> str:
             "type": job_type,
             "payload": payload,
             "enqueued_at": SCHEDULED_TIME,
+            "origin": "schedule",
         },
         separators=(",", ":"),
     )

@@ -216,8 +216,11 @@ class Worker:
                 if hold is not None and hold > 0:
                     self._defer(record, hold, "not admitted yet")
         generation = envelope.dead_letter.generation if envelope.dead_letter else None
-        claim = self.log.claim(envelope.id, job_type.timeout, generation)
-        if claim.outcome is ClaimOutcome.MISSING and generation is None:
+        # A scheduled run is not in the log until its first delivery: adopt it at once, in one
+        # write (a redelivery finds it there, and adopt falls back to the claim).
+        adopt_first = envelope.origin == "schedule" and generation is None
+        claim = None if adopt_first else self.log.claim(envelope.id, job_type.timeout, generation)
+        if claim is None or (claim.outcome is ClaimOutcome.MISSING and generation is None):
             claim = self.log.adopt(
                 envelope.id,
                 job_type.name,
