@@ -43,13 +43,14 @@ def test_a_delayed_job_runs_at_its_due_time(producer: Jobkit) -> None:
     # When the stack runs it
     done = succeeded(producer, job_id, timeout=30)
 
-    # Then it started at its due time, not before, and soon after: the event source mapping's
-    # one-second batching window (EmailBatchingWindowSeconds) and moto's long poll, which
-    # notices a delayed message within a second of it becoming visible, make up the rest
+    # Then it started at its due time, not before, and soon after (typically 1-3 s here: the
+    # event source mapping's one-second batching window, and moto's long poll, which notices a
+    # delayed message within a second of it becoming visible)
     assert done.started_at is not None
     late = (done.started_at - job.run_at).total_seconds()
     print(f"\ndelayed job started {late:.3f} s after its due time")
-    assert 0 <= late < 3.5
+    assert late >= 0
+    assert late < 10  # not a benchmark: it is not waiting on a window or a visibility timeout
 
 
 def test_a_job_due_later_waits_on_a_schedule_that_cancel_removes(

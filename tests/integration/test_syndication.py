@@ -190,8 +190,9 @@ def test_a_delivery_over_the_rate_limit_waits_without_spending_an_attempt(
         assert waiting.attempts == 0
         assert len(partner.requests) == 1
 
-        # When the bucket has refilled
-        syndication.advance(15)
+        # When the bucket has refilled (10 s) and the deferral's spread over one refill time
+        # (up to 10 s more) has passed
+        syndication.advance(25)
 
         # Then the second one is delivered on its first attempt
         done = syndication.job(waiting.id)
