@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import boto3
@@ -15,9 +17,31 @@ from samtranslator.yaml_helper import yaml_parse
 from jobkit import aws
 from jobkit.client import Jobkit
 from jobkit.settings import Settings
+from jobkit.testing import LambdaContext
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
+
+
+def load_function_app(function: str) -> ModuleType:
+    """functions/<function>/app.py under a name of its own (every function has an `app`)."""
+    spec = importlib.util.spec_from_file_location(
+        f"{function}_function_app", ROOT / "functions" / function / "app.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def lambda_context(function: str, timeout_seconds: float = 30) -> LambdaContext:
+    """What Lambda hands the handler of `function` (e.g. "EmailFunction")."""
+    name = f"jobkit-dev-{function}"
+    return LambdaContext(
+        function_name=name,
+        invoked_function_arn=f"arn:aws:lambda:us-east-1:123456789012:function:{name}",
+        timeout_seconds=timeout_seconds,
+    )
 
 
 def template() -> dict[str, Any]:

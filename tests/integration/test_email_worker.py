@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
-from types import ModuleType
 from typing import Any
 
 import boto3
@@ -20,39 +17,13 @@ from email_worker.settings import get_email_settings
 from jobkit import JobState
 from jobkit.catalog.email import SEND_INVITE, SEND_WELCOME
 from jobkit.settings import get_settings
-from tests.conftest import EVENTS, ROOT, Stack
+from tests.conftest import EVENTS, Stack, lambda_context, load_function_app
 
 FROM = "no-reply@jobkit.example.com"
 REGION = "us-east-1"
 
 
-def load_app() -> ModuleType:
-    """functions/email/app.py under a name of its own (every function has an `app`)."""
-    spec = importlib.util.spec_from_file_location(
-        "email_function_app", ROOT / "functions" / "email" / "app.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-app = load_app()
-
-
-@dataclass
-class LambdaContext:
-    """What Lambda hands the handler, as far as Powertools and the worker read it."""
-
-    function_name: str = "jobkit-dev-EmailFunction"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = (
-        f"arn:aws:lambda:{REGION}:{DEFAULT_ACCOUNT_ID}:function:jobkit-dev-EmailFunction"
-    )
-    aws_request_id: str = "5f4b3c2a-0000-4000-8000-000000000000"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
+app = load_function_app("email")
 
 
 @pytest.fixture
@@ -110,7 +81,7 @@ def sqs_event(stack: Stack, messages: list[dict[str, Any]]) -> dict[str, Any]:
 
 def invoke(event: dict[str, Any]) -> list[str]:
     """Call the handler as Lambda would; the message ids it wants to see again."""
-    response = app.lambda_handler(event, LambdaContext())
+    response = app.lambda_handler(event, lambda_context("EmailFunction"))
     return [failure["itemIdentifier"] for failure in response["batchItemFailures"]]
 
 

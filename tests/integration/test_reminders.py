@@ -3,12 +3,10 @@ applications table and the queues built as template.yaml declares them."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from types import ModuleType
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -43,7 +41,7 @@ from jobkit.client import Jobkit
 from jobkit.settings import get_settings
 from reminders_worker import processors
 from reminders_worker.steps import run_step
-from tests.conftest import ROOT, Stack, template
+from tests.conftest import Stack, lambda_context, load_function_app, template
 
 GROUP = "jobkit-test"
 ROLE = "arn:aws:iam::123456789012:role/scheduler"
@@ -52,33 +50,7 @@ FROM = "no-reply@jobkit.example.com"
 REGION = "us-east-1"
 
 
-def load_app() -> ModuleType:
-    """functions/reminders/app.py under a name of its own (every function has an `app`)."""
-    spec = importlib.util.spec_from_file_location(
-        "reminders_function_app", ROOT / "functions" / "reminders" / "app.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-app = load_app()
-
-
-@dataclass
-class LambdaContext:
-    """What Lambda hands the handler, as far as Powertools and the worker read it."""
-
-    function_name: str = "jobkit-dev-RemindersFunction"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = (
-        f"arn:aws:lambda:{REGION}:{DEFAULT_ACCOUNT_ID}:function:jobkit-dev-RemindersFunction"
-    )
-    aws_request_id: str = "5f4b3c2a-0000-4000-8000-000000000001"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
+app = load_function_app("reminders")
 
 
 @dataclass
@@ -106,7 +78,7 @@ class Reminders:
         """What the event source mapping does: invoke the function with what the queue holds,
         delete the records it did not report; the ids of those it reported."""
         messages = self.receive() if messages is None else messages
-        response = app.lambda_handler(sqs_event(messages), LambdaContext())
+        response = app.lambda_handler(sqs_event(messages), lambda_context("RemindersFunction"))
         failed = [f["itemIdentifier"] for f in response["batchItemFailures"]]
         for m in messages:
             if m["MessageId"] not in failed:
