@@ -44,6 +44,55 @@ def lambda_context(function: str, timeout_seconds: float = 30) -> LambdaContext:
     )
 
 
+def sqs_event(
+    messages: list[dict[str, Any]], queue_arn: str = "arn:aws:sqs:us-east-1:123456789012:email"
+) -> dict[str, Any]:
+    """The event Lambda's SQS poller builds from messages received from moto."""
+    records = []
+    for m in messages:
+        attributes = {
+            name: {
+                "stringValue": value.get("StringValue"),
+                "dataType": value["DataType"],
+                "stringListValues": [],
+                "binaryListValues": [],
+            }
+            for name, value in m.get("MessageAttributes", {}).items()
+        }
+        records.append(
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": dict(m.get("Attributes", {})),
+                "messageAttributes": attributes,
+                "md5OfBody": m.get("MD5OfBody", ""),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": queue_arn.split(":")[3],
+            }
+        )
+    return {"Records": records}
+
+
+SCHEDULER_ROLE = "arn:aws:iam::123456789012:role/scheduler"
+
+
+def scheduling_client(stack: Stack, group: str, setting: str) -> Jobkit:
+    """A client whose `setting` (schedule_group or recurring_group) is a new group in moto."""
+    boto3.client("scheduler").create_schedule_group(Name=group)
+    return Jobkit(
+        stack.settings.model_copy(update={setting: group, "scheduler_role_arn": SCHEDULER_ROLE})
+    )
+
+
+def stored_schedules(group: str) -> list[dict[str, Any]]:
+    """Every schedule of a group, as GetSchedule returns it."""
+    scheduler = boto3.client("scheduler")
+    names = [s["Name"] for s in scheduler.list_schedules(GroupName=group)["Schedules"]]
+    return [scheduler.get_schedule(Name=n, GroupName=group) for n in names]
+
+
 def template() -> dict[str, Any]:
     return yaml_parse((ROOT / "template.yaml").read_text())  # type: ignore[no-any-return]
 

@@ -10,7 +10,7 @@ import pytest
 from jobkit import ConfigurationError, EnqueueError, EnqueueRequest, JobState
 from jobkit.client import Jobkit
 from jobkit.worker import JobContext
-from tests.conftest import Stack
+from tests.conftest import Stack, sqs_event
 
 from .test_core_support import (
     ECHO,
@@ -21,7 +21,6 @@ from .test_core_support import (
     payload,
     receive_now,
     record_calls,
-    sqs_event,
 )
 
 
@@ -81,7 +80,7 @@ def test_a_record_with_too_little_invocation_time_left_is_handed_back(stack: Sta
     calls = record_calls()
     messages = receive_now(stack)
     # When the worker gets the record
-    response = worker.handle(sqs_event(stack, messages), FakeLambdaContext(3_000))  # type: ignore[arg-type]
+    response = worker.handle(sqs_event(messages), FakeLambdaContext(3_000))  # type: ignore[arg-type]
     # Then it is handed back at once without running or spending an attempt
     assert [f["itemIdentifier"] for f in response["batchItemFailures"]] == [
         messages[0]["MessageId"]
@@ -98,7 +97,7 @@ def test_with_enough_invocation_time_the_record_runs(stack: Stack) -> None:
     runs = Runs()
     worker = make_worker(stack, runs)
     messages = receive_now(stack)
-    response = worker.handle(sqs_event(stack, messages), FakeLambdaContext(20_000))  # type: ignore[arg-type]
+    response = worker.handle(sqs_event(messages), FakeLambdaContext(20_000))  # type: ignore[arg-type]
     assert response["batchItemFailures"] == []
     assert len(runs.calls) == 1
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr
 from jobkit import aws
 from jobkit.jobs import Backoff, JobType
 from jobkit.worker import JobContext, Worker
+from tests.conftest import sqs_event
 
 if TYPE_CHECKING:
     from tests.conftest import Stack
@@ -76,40 +77,10 @@ def make_worker(stack: Stack, runs: Callable[[Any, JobContext], Any]) -> Worker:
     return worker
 
 
-def sqs_event(stack: Stack, messages: list[dict[str, Any]]) -> dict[str, Any]:
-    """The Lambda SQS event for messages received from moto."""
-    arn = "arn:aws:sqs:us-east-1:123456789012:email"
-    records = []
-    for m in messages:
-        attributes = {
-            name: {
-                "stringValue": value.get("StringValue"),
-                "dataType": value["DataType"],
-                "stringListValues": [],
-                "binaryListValues": [],
-            }
-            for name, value in m.get("MessageAttributes", {}).items()
-        }
-        records.append(
-            {
-                "messageId": m["MessageId"],
-                "receiptHandle": m["ReceiptHandle"],
-                "body": m["Body"],
-                "attributes": dict(m.get("Attributes", {})),
-                "messageAttributes": attributes,
-                "md5OfBody": m.get("MD5OfBody", ""),
-                "eventSource": "aws:sqs",
-                "eventSourceARN": arn,
-                "awsRegion": "us-east-1",
-            }
-        )
-    return {"Records": records}
-
-
 def deliver(stack: Stack, worker: Worker, messages: list[dict[str, Any]]) -> list[str]:
     """What the event source mapping does: invoke the worker with the batch, delete the
     records it did not report, and return the ids of those it reported as failures."""
-    response = worker.handle(sqs_event(stack, messages), None)
+    response = worker.handle(sqs_event(messages), None)
     failed = [f["itemIdentifier"] for f in response["batchItemFailures"]]
     sqs = boto3.client("sqs")
     for m in messages:

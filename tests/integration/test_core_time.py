@@ -4,12 +4,10 @@ time to pass run on the virtual clock of jobkit.testing)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
 
 from jobkit import EnqueueRequest, InvalidStateError, JobNotFoundError, JobState
@@ -17,7 +15,7 @@ from jobkit.client import Jobkit
 from jobkit.store import JobLog
 from jobkit.testing import DEFAULT_START, Harness
 from jobkit.worker import JobContext, Worker
-from tests.conftest import Stack
+from tests.conftest import SCHEDULER_ROLE, Stack, scheduling_client, stored_schedules
 
 from .test_core_support import (
     ECHO,
@@ -32,22 +30,16 @@ from .test_core_support import (
 )
 
 GROUP = "jobkit-test"
-ROLE = "arn:aws:iam::123456789012:role/scheduler"
+ROLE = SCHEDULER_ROLE
 
 
 @pytest.fixture
-def timed(stack: Stack) -> Iterator[Jobkit]:
-    boto3.client("scheduler").create_schedule_group(Name=GROUP)
-    settings = stack.settings.model_copy(
-        update={"schedule_group": GROUP, "scheduler_role_arn": ROLE}
-    )
-    yield Jobkit(settings)
+def timed(stack: Stack) -> Jobkit:
+    return scheduling_client(stack, GROUP, "schedule_group")
 
 
 def schedules() -> list[dict[str, Any]]:
-    scheduler = boto3.client("scheduler")
-    names = [s["Name"] for s in scheduler.list_schedules(GroupName=GROUP)["Schedules"]]
-    return [scheduler.get_schedule(Name=n, GroupName=GROUP) for n in names]
+    return stored_schedules(GROUP)
 
 
 def test_a_job_due_in_an_hour_gets_a_one_time_schedule_and_no_message(

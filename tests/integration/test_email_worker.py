@@ -17,7 +17,7 @@ from email_worker.settings import get_email_settings
 from jobkit import JobState
 from jobkit.catalog.email import SEND_INVITE, SEND_WELCOME
 from jobkit.settings import get_settings
-from tests.conftest import EVENTS, Stack, lambda_context, load_function_app
+from tests.conftest import EVENTS, Stack, lambda_context, load_function_app, sqs_event
 
 FROM = "no-reply@jobkit.example.com"
 REGION = "us-east-1"
@@ -56,29 +56,6 @@ def sent() -> list[Any]:
     return list(ses_backends[DEFAULT_ACCOUNT_ID][REGION].sent_messages)
 
 
-def sqs_event(stack: Stack, messages: list[dict[str, Any]]) -> dict[str, Any]:
-    """The event Lambda's SQS poller builds from received messages."""
-    arn = boto3.client("sqs").get_queue_attributes(
-        QueueUrl=stack.queue_url, AttributeNames=["QueueArn"]
-    )["Attributes"]["QueueArn"]
-    return {
-        "Records": [
-            {
-                "messageId": m["MessageId"],
-                "receiptHandle": m["ReceiptHandle"],
-                "body": m["Body"],
-                "attributes": m.get("Attributes", {}),
-                "messageAttributes": {},
-                "md5OfBody": m["MD5OfBody"],
-                "eventSource": "aws:sqs",
-                "eventSourceARN": arn,
-                "awsRegion": REGION,
-            }
-            for m in messages
-        ]
-    }
-
-
 def invoke(event: dict[str, Any]) -> list[str]:
     """Call the handler as Lambda would; the message ids it wants to see again."""
     response = app.lambda_handler(event, lambda_context("EmailFunction"))
@@ -110,7 +87,7 @@ def test_an_invitation_is_sent_once_and_its_message_id_recorded(
     verify_sender()
     email.client.enqueue(SEND_INVITE, invite(inviter="<b>Grace</b>"), job_id="invite-1")
     # When the function gets the message from the queue
-    failures = invoke(sqs_event(email, email.receive(email.queue_url)))
+    failures = invoke(sqs_event(email.receive(email.queue_url)))
     # Then exactly one email went from the configured sender to the invitee
     assert failures == []
     [message] = sent()
@@ -140,7 +117,7 @@ def test_the_same_job_id_enqueued_twice_sends_one_email(email: Stack) -> None:
     email.client.enqueue(SEND_INVITE, invite(), job_id="invite-dup")
     # When the function processes whatever the queue holds
     messages = email.receive(email.queue_url)
-    failures = invoke(sqs_event(email, messages))
+    failures = invoke(sqs_event(messages))
     # Then there was one message and one email
     assert failures == []
     assert len(messages) == 1
@@ -151,7 +128,7 @@ def test_a_message_delivered_twice_sends_one_email(email: Stack) -> None:
     # Given a welcome job that the function already sent
     verify_sender()
     email.client.enqueue(SEND_WELCOME, {"to": "ada@example.com"}, job_id="welcome-1")
-    event = sqs_event(email, email.receive(email.queue_url))
+    event = sqs_event(email.receive(email.queue_url))
     assert invoke(event) == []
     first = email.client.get_job("welcome-1")
     # When SQS delivers the same message again (at-least-once)
@@ -170,7 +147,7 @@ def test_an_unverified_sender_fails_the_job_at_once_into_the_dlq(email: Stack) -
     # Given no verified sender identity: SES rejects the message (MessageRejected)
     email.client.enqueue(SEND_INVITE, invite(), job_id="invite-rejected")
     # When the function processes it
-    failures = invoke(sqs_event(email, email.receive(email.queue_url)))
+    failures = invoke(sqs_event(email.receive(email.queue_url)))
     # Then it is not retried: no batch item failure, one attempt, the job failed
     assert failures == []
     assert sent() == []
@@ -197,7 +174,7 @@ def test_a_record_that_is_not_an_envelope_is_dead_lettered_alone(email: Stack) -
     messages = email.receive(email.queue_url)
     assert len(messages) == 3
     # When the function processes the batch
-    failures = invoke(sqs_event(email, messages))
+    failures = invoke(sqs_event(messages))
     # Then the stray message is in the DLQ with why, and both invitations went out
     assert failures == []
     [dead] = email.receive(email.dlq_url)
@@ -266,7 +243,7 @@ def test_a_throttled_send_is_retried_later(email: Stack) -> None:
     email.client.enqueue(SEND_INVITE, invite(), job_id="invite-throttled")
     messages = email.receive(email.queue_url)
     # When the function processes it
-    failures = invoke(sqs_event(email, messages))
+    failures = invoke(sqs_event(messages))
     # Then the record is handed back for a retry, the job waits in `retrying`, nothing in the DLQ
     assert failures == [messages[0]["MessageId"]]
     job = email.client.get_job("invite-throttled")
@@ -293,7 +270,7 @@ def test_the_configuration_set_and_job_id_tag_reach_ses(
     ses.sesv2().meta.events.register("before-parameter-build.sesv2.SendEmail", record)
     email.client.enqueue(SEND_WELCOME, {"to": "ada@example.com"}, job_id="welcome:ada/1")
     # When the function sends it
-    assert invoke(sqs_event(email, email.receive(email.queue_url))) == []
+    assert invoke(sqs_event(email.receive(email.queue_url))) == []
     # Then SES got the configuration set and the sanitised job id as a tag
     [call] = calls
     assert call["ConfigurationSetName"] == "transactional"

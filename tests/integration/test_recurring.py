@@ -4,10 +4,9 @@ run even when Scheduler fires a run twice (moto)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-import boto3
 import pytest
 
 from jobkit import (
@@ -18,7 +17,7 @@ from jobkit import (
 )
 from jobkit.client import Jobkit
 from jobkit_tools.local.scheduler import ScheduleFirer
-from tests.conftest import Stack
+from tests.conftest import SCHEDULER_ROLE, Stack, scheduling_client, stored_schedules
 
 from .test_core_support import (
     ECHO,
@@ -31,22 +30,16 @@ from .test_core_support import (
 )
 
 GROUP = "jobkit-recurring-test"
-ROLE = "arn:aws:iam::123456789012:role/scheduler"
+ROLE = SCHEDULER_ROLE
 
 
 @pytest.fixture
-def client(stack: Stack) -> Iterator[Jobkit]:
-    boto3.client("scheduler").create_schedule_group(Name=GROUP)
-    settings = stack.settings.model_copy(
-        update={"recurring_group": GROUP, "scheduler_role_arn": ROLE}
-    )
-    yield Jobkit(settings)
+def client(stack: Stack) -> Jobkit:
+    return scheduling_client(stack, GROUP, "recurring_group")
 
 
-def stored() -> list[dict[str, object]]:
-    scheduler = boto3.client("scheduler")
-    names = [s["Name"] for s in scheduler.list_schedules(GroupName=GROUP)["Schedules"]]
-    return [scheduler.get_schedule(Name=n, GroupName=GROUP) for n in names]
+def stored() -> list[dict[str, Any]]:
+    return stored_schedules(GROUP)
 
 
 def test_a_cron_schedule_targets_the_job_types_queue_with_a_run_time_job_id(

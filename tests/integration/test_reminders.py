@@ -41,13 +41,14 @@ from jobkit.client import Jobkit
 from jobkit.settings import get_settings
 from reminders_worker import processors
 from reminders_worker.steps import run_step
-from tests.conftest import Stack, lambda_context, load_function_app, template
+from tests.conftest import Stack, lambda_context, load_function_app, sqs_event, template
 
 GROUP = "jobkit-test"
 ROLE = "arn:aws:iam::123456789012:role/scheduler"
 ADDRESS = "ada.lovelace@example.com"
 FROM = "no-reply@jobkit.example.com"
 REGION = "us-east-1"
+REMINDERS_ARN = f"arn:aws:sqs:{REGION}:{DEFAULT_ACCOUNT_ID}:reminders"
 
 
 app = load_function_app("reminders")
@@ -78,7 +79,9 @@ class Reminders:
         """What the event source mapping does: invoke the function with what the queue holds,
         delete the records it did not report; the ids of those it reported."""
         messages = self.receive() if messages is None else messages
-        response = app.lambda_handler(sqs_event(messages), lambda_context("RemindersFunction"))
+        response = app.lambda_handler(
+            sqs_event(messages, REMINDERS_ARN), lambda_context("RemindersFunction")
+        )
         failed = [f["itemIdentifier"] for f in response["batchItemFailures"]]
         for m in messages:
             if m["MessageId"] not in failed:
@@ -90,26 +93,6 @@ class Reminders:
     def emails(self) -> list[dict[str, Any]]:
         """Envelopes waiting on the email queue."""
         return [json.loads(m["Body"]) for m in self.stack.receive(self.stack.queue_url)]
-
-
-def sqs_event(messages: list[dict[str, Any]]) -> dict[str, Any]:
-    arn = f"arn:aws:sqs:{REGION}:{DEFAULT_ACCOUNT_ID}:reminders"
-    return {
-        "Records": [
-            {
-                "messageId": m["MessageId"],
-                "receiptHandle": m["ReceiptHandle"],
-                "body": m["Body"],
-                "attributes": m.get("Attributes", {}),
-                "messageAttributes": {},
-                "md5OfBody": m["MD5OfBody"],
-                "eventSource": "aws:sqs",
-                "eventSourceARN": arn,
-                "awsRegion": REGION,
-            }
-            for m in messages
-        ]
-    }
 
 
 def create_reminders_resources() -> tuple[str, str, str]:
@@ -284,7 +267,7 @@ def test_the_reminder_email_goes_out_through_the_email_worker(
     monkeypatch.setattr(email_worker, "_log", None)
     # When the email worker gets it
     messages = reminders.stack.receive(reminders.stack.queue_url)
-    event = sqs_event(messages)
+    event = sqs_event(messages, REMINDERS_ARN)
     response = email_worker.handle(event, None)
     get_email_settings.cache_clear()
     # Then one email went to the applicant listing what is missing, with the upload link
