@@ -97,6 +97,13 @@ def template() -> dict[str, Any]:
     return yaml_parse((ROOT / "template.yaml").read_text())  # type: ignore[no-any-return]
 
 
+def resolved(value: Any) -> Any:
+    """A template property's value, with a `!Ref` to a parameter read as its default."""
+    if isinstance(value, dict) and set(value) == {"Ref"}:
+        return template()["Parameters"][value["Ref"]]["Default"]
+    return value
+
+
 @pytest.fixture(autouse=True)
 def _no_real_aws(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
@@ -172,7 +179,7 @@ def create_stack_resources() -> Stack:
     queue_url = sqs.create_queue(
         QueueName="email",
         Attributes={
-            "VisibilityTimeout": str(queue["VisibilityTimeout"]),
+            "VisibilityTimeout": str(resolved(queue["VisibilityTimeout"])),
             "RedrivePolicy": json.dumps(redrive),
         },
     )["QueueUrl"]

@@ -54,6 +54,29 @@ class Moto:
         )
         return name
 
+    def update(self, name: str, **changes: Any) -> None:
+        """UpdateSchedule with the stored definition and `changes` (it replaces the whole)."""
+        current = self.scheduler.get_schedule(Name=name, GroupName=GROUP)
+        kept = (
+            "ScheduleExpression",
+            "ScheduleExpressionTimezone",
+            "FlexibleTimeWindow",
+            "Target",
+            "State",
+            "StartDate",
+            "EndDate",
+        )
+        definition = {k: current[k] for k in kept if current.get(k) is not None}
+        self.scheduler.update_schedule(Name=name, GroupName=GROUP, **{**definition, **changes})
+
+    def created(self, name: str) -> datetime:
+        created: datetime = self.scheduler.get_schedule(Name=name, GroupName=GROUP)["CreationDate"]
+        return created.astimezone(UTC)
+
+    def scheduled_times(self, url: str) -> list[str]:
+        """The scheduled times the queue got (each schedule's Input is that placeholder)."""
+        return sorted(m["Body"] for m in self.receive(url))
+
     def exists(self, name: str) -> bool:
         names = self.scheduler.list_schedules(GroupName=GROUP)["Schedules"]
         return any(s["Name"] == name for s in names)
@@ -105,6 +128,17 @@ def firer(moto: Moto, clock: Clock | None = None) -> ScheduleFirer:
 
 def at(moment: datetime) -> str:
     return f"at({moment.strftime('%Y-%m-%dT%H:%M:%S')})"
+
+
+def iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def next_hour(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+
+
+SCHEDULED = {"Input": "<aws.scheduler.scheduled-time>"}
 
 
 def test_an_at_schedule_delivers_its_input_once_and_is_deleted(moto: Moto) -> None:
@@ -198,6 +232,117 @@ def test_a_disabled_schedule_never_fires(moto: Moto) -> None:
     assert fired == 0
     assert moto.receive(url) == []
     assert moto.exists(name)
+
+
+def test_a_resumed_schedule_fires_only_the_occurrences_after_its_resume(moto: Moto) -> None:
+    # Given an hourly cron schedule that fired at its first hour
+    url, arn = moto.queue()
+    name = moto.schedule("cron(0 * * * ? *)", {"Arn": arn, **SCHEDULED})
+    first = next_hour(moto.created(name))
+    clock = Clock(first + timedelta(seconds=1))
+    local = firer(moto, clock)
+    fired = [local.tick()]
+
+    # When it is disabled for three and a half hours (three occurrences pass), then enabled
+    moto.update(name, State="DISABLED")
+    clock.moment = first + timedelta(hours=1, seconds=1)
+    fired.append(local.tick())
+    clock.moment = first + timedelta(hours=3, minutes=30)
+    fired.append(local.tick())
+    moto.update(name, State="ENABLED")
+    fired.append(local.tick())  # the firer sees it enabled: nothing missed fires
+    clock.moment = first + timedelta(hours=4, seconds=1)
+    fired.append(local.tick())
+
+    # Then it fired at its first hour and at the first hour after it was enabled, only
+    assert fired == [1, 0, 0, 0, 1]
+    assert moto.scheduled_times(url) == [iso(first), iso(first + timedelta(hours=4))]
+
+
+def test_a_schedule_created_disabled_fires_only_after_it_is_enabled(moto: Moto) -> None:
+    # Given an hourly cron schedule created disabled, that the firer sees so for two hours
+    url, arn = moto.queue()
+    name = moto.schedule("cron(0 * * * ? *)", {"Arn": arn, **SCHEDULED}, State="DISABLED")
+    first = next_hour(moto.created(name))
+    clock = Clock(first + timedelta(seconds=1))
+    local = firer(moto, clock)
+    fired = [local.tick()]
+    clock.moment = first + timedelta(hours=1, minutes=30)
+    fired.append(local.tick())
+
+    # When it is enabled at half past, and the next hour comes
+    moto.update(name, State="ENABLED")
+    fired.append(local.tick())
+    clock.moment = first + timedelta(hours=2, seconds=1)
+    fired.append(local.tick())
+
+    # Then only that next hour fired: none of the hours it was disabled for
+    assert fired == [0, 0, 0, 1]
+    assert moto.scheduled_times(url) == [iso(first + timedelta(hours=2))]
+
+
+@pytest.mark.parametrize("kind", ["rate", "cron"])
+def test_a_schedule_fires_from_its_start_date_to_its_end_date_and_a_later_end_extends_it(
+    moto: Moto, kind: str
+) -> None:
+    # Given an hourly schedule (a rate, which counts from its start, or a cron at the start's
+    # minute) from a StartDate a day ahead to an EndDate two hours after it
+    url, arn = moto.queue()
+    start = (datetime.now(UTC) + timedelta(days=1)).replace(second=0, microsecond=0)
+    expression = "rate(1 hour)" if kind == "rate" else f"cron({start.minute} * * * ? *)"
+    name = moto.schedule(
+        expression,
+        {"Arn": arn, **SCHEDULED},
+        StartDate=start,
+        EndDate=start + timedelta(hours=2),
+    )
+    clock = Clock(start - timedelta(seconds=1))
+    local = firer(moto, clock)
+
+    # When the firer looks just before the start, then just after each hour up to three
+    fired = [local.tick()]
+    for hours in range(4):
+        clock.moment = start + timedelta(hours=hours, seconds=1)
+        fired.append(local.tick())
+
+    # Then it fired at the start, an hour and two hours on (the end itself), and not after
+    assert fired == [0, 1, 1, 1, 0]
+    assert moto.scheduled_times(url) == [iso(start + timedelta(hours=h)) for h in (0, 1, 2)]
+
+    # When its end is moved five hours after the start, half an hour after the third hour
+    clock.moment = start + timedelta(hours=3, minutes=30)
+    moto.update(name, EndDate=start + timedelta(hours=5))
+    fired = [local.tick()]
+    clock.moment = start + timedelta(hours=4, seconds=1)
+    fired.append(local.tick())
+
+    # Then it fires again from the next hour on (the third one, past the old end, never)
+    assert fired == [0, 1]
+    assert moto.scheduled_times(url) == [iso(start + timedelta(hours=4))]
+
+
+def test_a_changed_expression_does_not_fire_what_the_new_one_would_have_missed(
+    moto: Moto,
+) -> None:
+    # Given a rate(1 hour) schedule that the firer saw half an hour after its creation
+    url, arn = moto.queue()
+    name = moto.schedule("rate(1 hour)", {"Arn": arn, **SCHEDULED})
+    created = moto.created(name)
+    clock = Clock(created + timedelta(minutes=30))
+    local = firer(moto, clock)
+    fired = [local.tick()]
+
+    # When it is changed to every quarter of an hour, and the next quarter comes
+    moto.update(name, ScheduleExpression="cron(0/15 * * * ? *)")
+    fired.append(local.tick())
+    quarter = clock.moment.replace(second=0, microsecond=0)
+    quarter += timedelta(minutes=15 - quarter.minute % 15)
+    clock.moment = quarter + timedelta(seconds=1)
+    fired.append(local.tick())
+
+    # Then none of the quarters since its creation fired at once: the next one did
+    assert fired == [0, 0, 1]
+    assert moto.scheduled_times(url) == [iso(quarter)]
 
 
 def test_a_failed_send_goes_to_the_targets_dead_letter_queue(moto: Moto) -> None:

@@ -22,12 +22,29 @@ PARTNERS_PATH = "/jobkit/test/partners"
 RATE_TABLE = "jobkit-rate-limits"
 
 
+PADDING_PIECE = 64 * 1024
+
+
 @dataclass
 class Reply:
     status: int = 200
     body: Any = None  # dict: JSON; bytes/str: as is; None: {"id": "<partner>-<n>"}
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds before answering (a slow partner)
+    # A large answer: this many bytes of JSON whitespace after `body`, written piece by piece
+    # on a keep-alive (HTTP/1.1) connection; `chunked`: with no Content-Length (chunked).
+    padding: int = 0
+    chunked: bool = False
+
+
+class BodyOutcome:
+    """How the server's writing of a padded answer ended: `written` (all of it) or `aborted`
+    (the client closed the connection first), and how many body bytes went out before."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.result: str | None = None
+        self.sent = 0
 
 
 @dataclass
@@ -49,12 +66,17 @@ class PartnerServer:
         secrets: list[str],
         script: list[Reply] | None = None,
         default: Reply | None = None,
+        *,
+        host: str = "127.0.0.1",
+        names: tuple[str, ...] = ("127.0.0.1", "localhost", "::1"),
     ) -> None:
+        """Listens on `host` (an IPv6 address too) with a certificate for `names`."""
         self.name = name
         self.secrets = secrets
         self.script = list(script or [])
         self.default = default or Reply()
         self.requests: list[Received] = []
+        self.padded = BodyOutcome()  # the last padded answer's
         self._lock = threading.Lock()
         partner = self
 
@@ -91,6 +113,9 @@ class PartnerServer:
                     if isinstance(payload, str)
                     else payload
                 )
+                if reply.padding or reply.chunked:
+                    self._send_padded(reply, data)
+                    return
                 try:
                     self.send_response(reply.status)
                     for key, value in reply.headers.items():
@@ -102,10 +127,54 @@ class PartnerServer:
                 except OSError:
                     pass  # the client gave up (timeout)
 
-        cert = ca.issue_cert("127.0.0.1", "localhost")
+            def _send_padded(self, reply: Reply, data: bytes) -> None:
+                outcome = partner.padded = BodyOutcome()
+                # HTTP/1.1 and keep-alive: a client that left the rest unread and put the
+                # connection back in its pool would leave this writing, not aborted.
+                self.protocol_version = "HTTP/1.1"
+                self.close_connection = True
+                try:
+                    self.send_response(reply.status)
+                    for key, value in reply.headers.items():
+                        self.send_header(key, value)
+                    self.send_header("Content-Type", "application/json")
+                    if reply.chunked:
+                        self.send_header("Transfer-Encoding", "chunked")
+                    else:
+                        self.send_header("Content-Length", str(len(data) + reply.padding))
+                    self.send_header("Connection", "keep-alive")
+                    self.end_headers()
+                    left = reply.padding
+                    pieces = [data]
+                    while pieces:
+                        for piece in pieces:
+                            if reply.chunked:
+                                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                            else:
+                                self.wfile.write(piece)
+                            outcome.sent += len(piece)
+                        size = min(left, PADDING_PIECE)
+                        left -= size
+                        pieces = [b" " * size] if size else []
+                    if reply.chunked:
+                        self.wfile.write(b"0\r\n\r\n")
+                    outcome.result = "written"
+                except OSError:
+                    outcome.result = "aborted"
+                finally:
+                    outcome.done.set()
+
+        cert = ca.issue_cert(*names)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         cert.configure_cert(context)
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server_class: type[ThreadingHTTPServer] = ThreadingHTTPServer
+        if ":" in host:
+
+            class IPv6Server(ThreadingHTTPServer):
+                address_family = socket.AF_INET6
+
+            server_class = IPv6Server
+        self.httpd = server_class((host, 0), Handler)
         self.httpd.daemon_threads = True
         self.httpd.block_on_close = False
         self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
@@ -115,7 +184,12 @@ class PartnerServer:
 
     @property
     def url(self) -> str:
-        return f"https://127.0.0.1:{self.httpd.server_address[1]}/listings"
+        host = str(self.httpd.server_address[0])
+        return self.url_at(f"[{host}]" if ":" in host else host)
+
+    def url_at(self, host: str) -> str:
+        """The endpoint's URL by another name for its address (`localhost`, `[::1]`)."""
+        return f"https://{host}:{self.httpd.server_address[1]}/listings"
 
     def __enter__(self) -> PartnerServer:
         self._thread.start()
@@ -134,8 +208,8 @@ def closed_port_url() -> str:
     return f"https://127.0.0.1:{port}/listings"
 
 
-def write_ca(ca: trustme.CA, directory: Path) -> str:
-    path = directory / "partners-ca.pem"
+def write_ca(ca: trustme.CA, directory: Path, name: str = "partners-ca.pem") -> str:
+    path = directory / name
     ca.cert_pem.write_to_path(str(path))
     return str(path)
 

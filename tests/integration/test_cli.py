@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from jobkit_tools.cli import app
 from tests.conftest import Stack
@@ -47,8 +47,8 @@ def test_invalid_payload_is_a_clear_error_and_nothing_is_sent(env: Stack) -> Non
     # Given a payload with a bad address, when enqueued
     bad = {**INVITE, "to": "not-an-address"}
     result = runner.invoke(app, ["enqueue", "email.send_invite", "--payload", json.dumps(bad)])
-    # Then the command fails naming the field, and nothing was sent
-    assert result.exit_code == 1
+    # Then the command fails as bad input (2), naming the field, and nothing was sent
+    assert result.exit_code == 2
     assert "to:" in result.output
     assert "Traceback" not in result.output
     assert env.receive(env.queue_url) == []
@@ -56,10 +56,10 @@ def test_invalid_payload_is_a_clear_error_and_nothing_is_sent(env: Stack) -> Non
 
 def test_malformed_json_and_unknown_type_are_clear_errors(env: Stack) -> None:
     not_json = runner.invoke(app, ["enqueue", "email.send_invite", "--payload", "{oops"])
-    assert not_json.exit_code == 1
+    assert not_json.exit_code == 2
     assert "not valid JSON" in not_json.output
     unknown = runner.invoke(app, ["enqueue", "email.nope", "--payload", "{}"])
-    assert unknown.exit_code == 1
+    assert unknown.exit_code == 2
     assert "unknown job type" in unknown.output
 
 
@@ -186,5 +186,136 @@ def test_schedules_create_list_pause_resume_delete(
     bad = runner.invoke(
         app, ["schedules", "create", "bad", "0 9 * * *", "email.send_welcome", "--payload", welcome]
     )
-    assert bad.exit_code == 1
+    assert bad.exit_code == 2
     assert "6 fields" in bad.output and "Traceback" not in bad.output
+
+
+@pytest.fixture
+def recurring_env(env: Stack, monkeypatch: pytest.MonkeyPatch) -> Stack:
+    """The stack with a recurring schedule group, and tables wide enough not to fold."""
+    import boto3
+
+    from jobkit_tools import cli
+
+    monkeypatch.setattr(cli.console, "width", 250)
+    boto3.client("scheduler").create_schedule_group(Name="jobkit-recurring-cli")
+    monkeypatch.setenv("JOBKIT_RECURRING_GROUP", "jobkit-recurring-cli")
+    monkeypatch.setenv("JOBKIT_SCHEDULER_ROLE_ARN", "arn:aws:iam::123456789012:role/scheduler")
+    return env
+
+
+def create(*args: str) -> Result:
+    welcome = json.dumps({"to": "ada@example.com"})
+    return runner.invoke(
+        app,
+        [
+            "schedules",
+            "create",
+            "nightly",
+            "0 2 * * ? *",
+            "email.send_welcome",
+            "--payload",
+            welcome,
+            *args,
+        ],
+    )
+
+
+def state_of(name: str) -> str:
+    import boto3
+
+    found = boto3.client("scheduler").get_schedule(Name=name, GroupName="jobkit-recurring-cli")
+    return str(found["State"])
+
+
+def test_schedules_create_again_keeps_a_paused_schedule_paused_unless_told(
+    recurring_env: Stack,
+) -> None:
+    # Given a schedule created paused from the command line
+    assert create("--paused").exit_code == 0
+    assert state_of("nightly") == "DISABLED"
+
+    # When it is created again with neither --paused nor --enabled (a deploy script)
+    again = create()
+
+    # Then it is still paused; --enabled resumes it, and again without a flag keeps that
+    assert again.exit_code == 0, again.output
+    assert "DISABLED" in again.output and state_of("nightly") == "DISABLED"
+    assert create("--enabled").exit_code == 0
+    assert state_of("nightly") == "ENABLED"
+    assert create().exit_code == 0
+    assert state_of("nightly") == "ENABLED"
+
+
+def test_schedules_create_with_start_and_end_and_list_shows_them(recurring_env: Stack) -> None:
+    # When a schedule is created with a start and an end given with their UTC offsets
+    made = create("--start", "2030-01-01T09:00:00+01:00", "--end", "2030-06-30T18:00:00+0200")
+
+    # Then it was made with them, and list shows them in UTC, the first run at 02:00 on 2 January
+    assert made.exit_code == 0, made.output
+    listed = runner.invoke(app, ["schedules", "list"])
+    assert listed.exit_code == 0, listed.output
+    assert "2030-01-01 08:00:00" in listed.output
+    assert "2030-06-30 16:00:00" in listed.output
+    assert "2030-01-02 02:00:00" in listed.output
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--timezone", ""], "the timezone is empty"),
+        (["--end", "2020-01-01T00:00:00+00:00"], "is in the past"),
+        (["--start", "2031-01-01T00:00:00Z", "--end", "2030-01-01T00:00:00Z"], "after start"),
+        (["--start", "2030-01-01T09:00:00"], "Invalid value for '--start'"),  # no offset
+    ],
+)
+def test_schedules_create_with_a_bad_option_is_a_clear_error(
+    recurring_env: Stack, args: list[str], says: str
+) -> None:
+    # When a schedule is created with an option that cannot be honoured
+    result = create(*args)
+
+    # Then the command says why, in one line and without a traceback, and nothing is created
+    assert result.exit_code != 0
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert says in " ".join(result.output.split())
+    assert runner.invoke(app, ["schedules", "list"]).output.count("nightly") == 0
+
+
+def test_schedules_create_with_a_cron_that_never_fires_is_refused(recurring_env: Stack) -> None:
+    # When a schedule is created for 02:00 on 30 February
+    welcome = json.dumps({"to": "ada@example.com"})
+    result = runner.invoke(
+        app,
+        [
+            "schedules",
+            "create",
+            "never",
+            "0 2 30 2 ? *",
+            "email.send_welcome",
+            "--payload",
+            welcome,
+        ],
+    )
+
+    # Then the command says it never fires, with the expression
+    assert result.exit_code != 0
+    assert isinstance(result.exception, SystemExit)
+    assert "cron(0 2 30 2 ? *) never fires" in " ".join(result.output.split())
+
+
+def test_run_now_runs_a_delayed_job_at_once(env: Stack) -> None:
+    # Given a job delayed by 10 minutes (waiting in SQS)
+    args = ["--payload", json.dumps(INVITE), "--id", "later-1", "--delay", "600"]
+    delayed = runner.invoke(app, ["enqueue", "email.send_invite", *args])
+    assert delayed.exit_code == 0, delayed.output
+    # When it is run now
+    result = runner.invoke(app, ["run-now", "later-1"])
+    # Then it is queued and a message that needs no waiting is on the queue
+    assert result.exit_code == 0, result.output
+    assert "later-1 queued" in result.output
+    (message,) = env.receive(env.queue_url)
+    assert "not_before" not in json.loads(message["Body"])
+    # And running it now again is refused: it is no longer scheduled
+    again = runner.invoke(app, ["run-now", "later-1"])
+    assert again.exit_code == 1 and "only a scheduled job" in again.output

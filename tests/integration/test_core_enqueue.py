@@ -140,10 +140,15 @@ def test_enqueue_many_batches_dedupes_and_isolates_bad_requests(stack: Stack) ->
     assert bad.index == 40 and bad.job_id == "bulk-bad"
     assert bad.error is not None and "n:" in bad.error
     assert RECIPIENT not in bad.error
-    # and it was done in batches: 3 BatchWriteItem (25 each), 6 SendMessageBatch (10 each)
-    assert calls.ops["BatchWriteItem"] == 3
+    # and each distinct valid id was one conditional put (60: 58 new, 2 refused, and nothing
+    # read first), the messages went in batches: 6 SendMessageBatch (10 each)
+    assert calls.ops["PutItem"] == 60
+    assert all(
+        p["ConditionExpression"] == "attribute_not_exists(pk)" for p in calls.params["PutItem"]
+    )
+    assert calls.ops["BatchWriteItem"] + calls.ops["BatchGetItem"] + calls.ops["GetItem"] == 0
     assert calls.ops["SendMessageBatch"] == 6
-    assert calls.ops["PutItem"] + calls.ops["SendMessage"] == 0
+    assert calls.ops["SendMessage"] == 0
     assert max(len(p["Entries"]) for p in calls.params["SendMessageBatch"]) == 10
     # and the queue holds one message per job (2 from before + 58), none for the repeat
     ids = [body_of(m)["id"] for m in stack.receive(stack.queue_url)]

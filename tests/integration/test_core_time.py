@@ -206,3 +206,35 @@ def test_enqueue_many_schedules_the_long_delays(stack: Stack, timed: Jobkit) -> 
     assert len(schedules()) == 1
     stored = timed.get_job("m2")
     assert stored is not None and stored.state == JobState.SCHEDULED
+
+
+@pytest.mark.parametrize(
+    "delay", [timedelta(hours=2), timedelta(minutes=10)], ids=["scheduler", "sqs"]
+)
+def test_run_now_runs_a_scheduled_job_at_once_and_only_once(
+    jobkit_harness: Harness, delay: timedelta
+) -> None:
+    # Given a job due later (through Scheduler, or waiting in SQS)
+    runs = Runs()
+    worker = Worker("email")
+    worker.processor(ECHO)(runs)
+    jobkit_harness.register(worker)
+    jobkit_harness.client.enqueue(ECHO, payload(4), job_id="now-please", delay=delay)
+    # When it is run now
+    released = jobkit_harness.client.run_now("now-please")
+    assert released.state == JobState.QUEUED
+    jobkit_harness.advance(0)
+    # Then it ran at once, and the old due time passes without a second run
+    assert runs.calls == [(4, "now-please", 1)]
+    assert jobkit_harness.job("now-please").state == JobState.SUCCEEDED
+    jobkit_harness.run_until_idle()
+    assert runs.calls == [(4, "now-please", 1)]
+    assert jobkit_harness.dead_letters("email") == []
+
+
+def test_run_now_refuses_a_job_that_is_not_scheduled(jobkit_harness: Harness) -> None:
+    jobkit_harness.client.enqueue(ECHO, payload(), job_id="already-queued")
+    with pytest.raises(InvalidStateError, match="only a scheduled job"):
+        jobkit_harness.client.run_now("already-queued")
+    with pytest.raises(JobNotFoundError):
+        jobkit_harness.client.run_now("never-enqueued")

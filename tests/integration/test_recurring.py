@@ -4,7 +4,7 @@ run even when Scheduler fires a run twice (moto)."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -14,13 +14,16 @@ from jobkit import (
     JobState,
     JobValidationError,
     ScheduleNotFoundError,
+    aws,
 )
 from jobkit.client import Jobkit
+from jobkit.testing import DEFAULT_START, Harness
 from jobkit_tools.local.scheduler import ScheduleFirer
 from tests.conftest import SCHEDULER_ROLE, Stack, scheduling_client, stored_schedules
 
 from .test_core_support import (
     ECHO,
+    Calls,
     Runs,
     deliver,
     make_worker,
@@ -101,6 +104,8 @@ def test_bad_names_timezones_and_payloads_fail_before_anything_is_created(client
         client.schedule("tz", "rate(1 hour)", ECHO, payload(), timezone="Berlin")
     with pytest.raises(JobValidationError, match="to"):
         client.schedule("payload", "rate(1 hour)", ECHO, {"to": "not an address"})
+    with pytest.raises(InvalidScheduleError, match="the timezone is empty"):
+        client.schedule("tz", "rate(1 hour)", ECHO, payload(), timezone="")
     assert stored() == []
 
 
@@ -142,6 +147,220 @@ def test_pause_resume_and_delete(client: Jobkit) -> None:
         client.delete_schedule("b-nightly")
     with pytest.raises(ScheduleNotFoundError):
         client.pause_schedule("b-nightly")
+
+
+def test_a_paused_schedule_declared_again_keeps_its_state_unless_told(client: Jobkit) -> None:
+    # Given a schedule, paused
+    client.schedule("digest", "cron(0 9 ? * MON *)", ECHO, payload(1))
+    client.pause_schedule("digest")
+
+    # When it is declared again with another payload, as start-up code does
+    again = client.schedule("digest", "cron(0 9 ? * MON *)", ECHO, payload(2))
+
+    # Then it is updated and still paused, in Scheduler too
+    assert (again.state, again.payload["n"], again.next_run) == ("DISABLED", 2, None)
+    (held,) = stored()
+    assert held["State"] == "DISABLED"
+
+    # When it is declared with enabled=True, then enabled=False, then as a new one
+    resumed = client.schedule("digest", "cron(0 9 ? * MON *)", ECHO, payload(3), enabled=True)
+    paused = client.schedule("digest", "cron(0 9 ? * MON *)", ECHO, payload(4), enabled=False)
+    new = client.schedule("fresh", "rate(1 day)", ECHO, payload())
+
+    # Then each says and stores its state: True and False set it, a new one is enabled
+    assert (resumed.state, paused.state, new.state) == ("ENABLED", "DISABLED", "ENABLED")
+    assert {s["Name"]: s["State"] for s in stored()} == {"digest": "DISABLED", "fresh": "ENABLED"}
+
+
+@pytest.mark.parametrize("operation", ["get", "pause", "resume", "delete"])
+@pytest.mark.parametrize("name", ["", "no spaces please", "x" * 65])
+def test_a_bad_name_to_read_pause_resume_or_delete_is_a_clear_error(
+    client: Jobkit, operation: str, name: str
+) -> None:
+    # When a schedule is asked for by a name Scheduler cannot have
+    with pytest.raises(InvalidScheduleError) as raised:
+        getattr(client, f"{operation}_schedule")(name)
+
+    # Then the error says what a name may be (not botocore's parameter validation)
+    assert "schedule name" in str(raised.value)
+
+
+def test_a_new_schedule_is_one_request_and_declaring_it_again_reads_it_once(
+    client: Jobkit,
+) -> None:
+    # Given every Scheduler call jobkit makes, counted
+    calls = Calls()
+    aws.client("scheduler").meta.events.register("provide-client-params", calls)
+
+    # When a schedule is declared, then declared again
+    client.schedule("hourly", "rate(1 hour)", ECHO, payload(1))
+    new = dict(calls.ops)
+    calls.reset()
+    client.schedule("hourly", "rate(1 hour)", ECHO, payload(2))
+
+    # Then the new one was one CreateSchedule, answered without a read; the existing one was
+    # read once (its state to keep, its creation) and updated
+    assert new == {"CreateSchedule": 1}
+    assert dict(calls.ops) == {"CreateSchedule": 1, "GetSchedule": 1, "UpdateSchedule": 1}
+
+
+NEVER = [
+    ("cron(0 2 30 2 ? *)", "UTC"),  # 30 February
+    ("cron(0 9 31 4,6,9,11 ? *)", "UTC"),  # the 31st of 30-day months
+    ("cron(0 9 * * ? 2020-2025)", "UTC"),  # only past years
+    ("cron(30 2 8 3 ? 2026)", "America/New_York"),  # the hour DST skips, that one day
+]
+RARE = ["cron(0 9 29 2 ? *)", "cron(0 9 ? 2 2#5 *)"]  # 29 February; a fifth Monday of it
+
+
+def test_a_cron_that_never_fires_is_refused_and_one_that_fires_rarely_is_not(
+    client: Jobkit,
+) -> None:
+    # When schedules are declared with crons that no time from now on matches
+    for expression, timezone_name in NEVER:
+        with pytest.raises(InvalidScheduleError) as raised:
+            client.schedule("never", expression, ECHO, payload(), timezone=timezone_name)
+
+        # Then the error says so, naming the expression, and nothing is created
+        assert f"{expression} never fires" in str(raised.value)
+    assert stored() == []
+
+    # When they are declared with crons that fire only on some 29 February
+    made = [client.schedule(f"rare-{i}", e, ECHO, payload()) for i, e in enumerate(RARE)]
+
+    # Then they are made, with their next run on a 29 February
+    assert [(m.next_run.month, m.next_run.day) for m in made if m.next_run] == [(2, 29)] * 2
+    assert len(stored()) == 2
+
+
+def test_start_and_end_are_stored_shown_and_kept_by_pause_and_resume(client: Jobkit) -> None:
+    # Given a schedule from tomorrow to a month on, given in UTC+2
+    plus_two = timezone(timedelta(hours=2))
+    start = (datetime.now(plus_two) + timedelta(days=1)).replace(microsecond=0)
+    end = start + timedelta(days=30)
+    made = client.schedule("bounded", "rate(1 hour)", ECHO, payload(), start=start, end=end)
+
+    # Then Scheduler holds them as StartDate and EndDate, and the caller sees them, with the
+    # first run at the start (a rate counts from its start)
+    (held,) = stored()
+    assert (held["StartDate"], held["EndDate"]) == (start, end)
+    assert (made.start, made.end, made.next_run) == (start, end, start)
+
+    # When it is paused, then resumed (UpdateSchedule replaces the whole definition)
+    paused = client.pause_schedule("bounded")
+    (held_paused,) = stored()
+    resumed = client.resume_schedule("bounded")
+    (held_resumed,) = stored()
+
+    # Then both keep its start and end
+    for held in (held_paused, held_resumed):
+        assert (held["StartDate"], held["EndDate"]) == (start, end)
+    assert (paused.start, paused.end, resumed.start, resumed.end) == (start, end, start, end)
+    assert [s.end for s in client.list_schedules()] == [end]
+
+    # When it is declared again without them, then they are gone: the declaration is whole
+    again = client.schedule("bounded", "rate(1 hour)", ECHO, payload())
+    (held,) = stored()
+    assert "StartDate" not in held and "EndDate" not in held
+    assert (again.start, again.end) == (None, None)
+
+
+def _bad_window() -> list[tuple[str, dict[str, Any], str]]:
+    now = datetime.now(UTC)
+    return [
+        ("naive start", {"start": datetime(2030, 1, 1)}, "start must be timezone-aware"),
+        ("naive end", {"end": datetime(2030, 1, 1)}, "end must be timezone-aware"),
+        ("end in the past", {"end": now - timedelta(minutes=1)}, "is in the past"),
+        (
+            "end before start",
+            {"start": now + timedelta(days=2), "end": now + timedelta(days=1)},
+            "must be after start",
+        ),
+        ("start in the past", {"start": now - timedelta(minutes=10)}, "is in the past"),
+        ("no run before the end", {"end": now + timedelta(hours=2)}, "never runs between"),
+    ]
+
+
+BAD_WINDOW = _bad_window()
+
+
+@pytest.mark.parametrize(("case", "window", "says"), BAD_WINDOW, ids=[c[0] for c in BAD_WINDOW])
+def test_a_bad_start_or_end_is_refused_before_anything_is_created(
+    client: Jobkit, case: str, window: dict[str, Any], says: str
+) -> None:
+    # When a daily schedule is declared with a start or end that cannot be honoured
+    with pytest.raises(InvalidScheduleError) as raised:
+        client.schedule("window", "rate(1 day)", ECHO, payload(), **window)
+
+    # Then the error says why, and nothing is created
+    assert says in str(raised.value), case
+    assert stored() == []
+
+
+def test_a_rate_schedules_next_run_follows_its_creation_not_the_moment_it_is_read(
+    jobkit_harness: Harness,
+) -> None:
+    # Given rate(1 hour) made at 09:00 (the harness's virtual clock)
+    client = jobkit_harness.client
+    made = client.schedule("hourly", "rate(1 hour)", ECHO, payload())
+
+    # When it is read at 09:25 and at 09:50, and listed at 10:30
+    jobkit_harness.advance(timedelta(minutes=25))
+    early = client.get_schedule("hourly")
+    jobkit_harness.advance(timedelta(minutes=25))
+    late = client.get_schedule("hourly")
+    jobkit_harness.advance(timedelta(minutes=40))
+    (listed,) = client.list_schedules()
+
+    # Then its next run is 10:00 each time until 10:00, and 11:00 after it
+    hour = timedelta(hours=1)
+    assert made.next_run == early.next_run == late.next_run == DEFAULT_START + hour
+    assert listed.next_run == DEFAULT_START + 2 * hour
+
+    # When it is declared again at 10:30 (another payload), then its runs stay on the hour
+    again = client.schedule("hourly", "rate(1 hour)", ECHO, payload(2))
+    assert again.next_run == DEFAULT_START + 2 * hour
+
+
+def test_a_rate_counts_from_its_start_and_has_no_next_run_after_its_end(
+    jobkit_harness: Harness,
+) -> None:
+    # Given rate(1 hour) from tomorrow 09:07 to two hours later
+    client = jobkit_harness.client
+    start = DEFAULT_START + timedelta(days=1, minutes=7)
+    end = start + timedelta(hours=2)
+    made = client.schedule("bounded", "rate(1 hour)", ECHO, payload(), start=start, end=end)
+
+    # When it is read before its start, half an hour after it, and after its end
+    before = made.next_run
+    jobkit_harness.run_until(start + timedelta(minutes=30))
+    during = client.get_schedule("bounded").next_run
+    jobkit_harness.run_until(end + timedelta(seconds=1))
+    after = client.get_schedule("bounded").next_run
+
+    # Then the runs are at the start and every hour from it, and none is left after the end
+    assert (before, during, after) == (start, start + timedelta(hours=1), None)
+
+
+def test_a_start_already_passed_may_be_declared_again_but_not_a_new_past_one(
+    jobkit_harness: Harness,
+) -> None:
+    # Given a schedule that started an hour after it was declared, a day ago
+    client = jobkit_harness.client
+    start = DEFAULT_START + timedelta(hours=1)
+    client.schedule("daily", "cron(0 10 * * ? *)", ECHO, payload(), start=start)
+    jobkit_harness.advance(timedelta(days=1))
+
+    # When it is declared again with that same start, then it is accepted as it stands
+    again = client.schedule("daily", "cron(0 10 * * ? *)", ECHO, payload(2), start=start)
+    assert again.start == start and again.payload["n"] == 2
+
+    # When it is declared with another start in the past, then that is refused
+    with pytest.raises(InvalidScheduleError, match="is in the past"):
+        client.schedule(
+            "daily", "cron(0 10 * * ? *)", ECHO, payload(), start=start + timedelta(hours=1)
+        )
+    assert client.get_schedule("daily").start == start
 
 
 def test_a_run_fired_twice_runs_once_under_the_runs_job_id(stack: Stack, client: Jobkit) -> None:

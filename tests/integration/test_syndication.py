@@ -55,7 +55,7 @@ def syndication(jobkit_harness: Harness, ca: trustme.CA, tmp_path: Path) -> Iter
         Runtime(
             Registry(PARTNERS_PATH, max_age=60),
             RateLimiter(RATE_TABLE),
-            Sender(write_ca(ca, tmp_path)),
+            Sender(write_ca(ca, tmp_path), allow_private_networks=True),  # partners on loopback
         )
     )
     yield jobkit_harness
@@ -297,3 +297,26 @@ def test_the_sample_event_runs_through_the_worker(syndication: Harness, ca: trus
         rows = by_platform(listing_status("L-100", 3, client=syndication.client).platforms)
         assert rows["healthy"].state == "succeeded"
         assert json.loads(healthy.requests[0].body)["listing_id"] == "L-100"
+
+
+def test_a_delivery_with_too_little_of_its_time_left_is_not_sent(
+    syndication: Harness, ca: trustme.CA
+) -> None:
+    from jobkit.catalog.syndication import DeliverPayload, delivery_body
+    from jobkit.errors import TransientError
+    from syndication_worker.processors import deliver, runtime
+
+    # Given a healthy partner (10 s timeout) and a delivery whose job has half a second left
+    with PartnerServer("healthy", ca, [SECRET]) as healthy:
+        put_partner("healthy", healthy.url, [SECRET])
+        listing = PublishListingPayload(listing_id="L-late", version="1", listing=LISTING)
+        payload = DeliverPayload(
+            listing_id="L-late", version="1", platform="healthy", body=delivery_body(listing)
+        )
+        # When it runs, Then it is retried later without a request (which could outlive the
+        # job's lease), and with time enough it is sent, its timeout cut to what is left
+        with pytest.raises(TransientError, match="too little of the job's time left"):
+            deliver(payload, "job-late", runtime(), time_left=0.5)
+        assert healthy.requests == []
+        assert deliver(payload, "job-late", runtime(), time_left=5)["status"] == 200
+        assert len(healthy.requests) == 1

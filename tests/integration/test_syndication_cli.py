@@ -40,7 +40,11 @@ def test_listing_status_shows_each_platforms_outcome(
     create_rate_table()
     jobkit_harness.register(worker, function_timeout=60)
     previous = use_runtime(
-        Runtime(Registry(PARTNERS_PATH, 0), RateLimiter(RATE_TABLE), Sender(write_ca(ca, tmp_path)))
+        Runtime(
+            Registry(PARTNERS_PATH, 0),
+            RateLimiter(RATE_TABLE),
+            Sender(write_ca(ca, tmp_path), allow_private_networks=True),  # partners on loopback
+        )
     )
     monkeypatch.setattr(cli.console, "width", 200)
     try:

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import boto3
 import pytest
@@ -326,3 +327,80 @@ def test_the_harness_ignores_the_machines_aws_settings_and_puts_them_back(
     assert real_before <= time.time() < real_before + 60
     assert jobkit_aws._clients == {}
     assert worker.use_settings(None) is None  # the worker's own settings back
+
+
+def ran(runs: Runs) -> list[str]:
+    return [job_id for job_id, _, _ in runs.calls]
+
+
+def test_a_resumed_cron_schedule_runs_only_the_slots_after_its_resume(
+    jobkit_harness: Harness, runs: Runs
+) -> None:
+    # Given a daily 10:00 schedule, made on Monday at 09:00, that ran on Monday
+    jobkit_harness.client.schedule("daily", "cron(0 10 * * ? *)", TICK, {"n": 1})
+    jobkit_harness.advance(timedelta(hours=2))
+    assert ran(runs) == ["daily@2026-03-02T10:00:00Z"]
+
+    # When it is paused for three days (Tuesday, Wednesday and Thursday 10:00 pass), resumed on
+    # Thursday at 11:00, and two more days pass
+    jobkit_harness.client.pause_schedule("daily")
+    jobkit_harness.advance(timedelta(days=3))
+    resumed = jobkit_harness.client.resume_schedule("daily")
+    jobkit_harness.advance(timedelta(days=2))
+
+    # Then it ran on Friday and Saturday: none of the slots it missed while paused, not even
+    # the latest, and its next run was Friday's as resume said
+    assert resumed.next_run == datetime(2026, 3, 6, 10, tzinfo=UTC)
+    assert ran(runs) == [f"daily@2026-03-0{d}T10:00:00Z" for d in (2, 6, 7)]
+
+
+def test_a_resumed_rate_schedule_runs_every_period_from_its_creation_after_the_resume(
+    jobkit_harness: Harness, runs: Runs
+) -> None:
+    # Given rate(1 hour) made at 09:00, that ran at 10:00, and was paused at 10:30
+    jobkit_harness.client.schedule("hourly", "rate(1 hour)", TICK, {})
+    jobkit_harness.advance(timedelta(minutes=90))
+    jobkit_harness.client.pause_schedule("hourly")
+
+    # When it is resumed at 13:15 (11:00, 12:00 and 13:00 passed), and the clock reaches 15:30
+    jobkit_harness.advance(timedelta(hours=2, minutes=45))
+    jobkit_harness.client.resume_schedule("hourly")
+    jobkit_harness.advance(timedelta(hours=2, minutes=15))
+
+    # Then after 10:00 it ran at 14:00 and 15:00 only, still on the hour of its creation
+    assert ran(runs) == [f"hourly@2026-03-02T{h}:00:00Z" for h in (10, 14, 15)]
+
+
+def test_a_paused_schedule_declared_again_stays_paused(jobkit_harness: Harness, runs: Runs) -> None:
+    # Given a daily schedule, paused
+    jobkit_harness.client.schedule("daily", "cron(0 10 * * ? *)", TICK, {"n": 1})
+    jobkit_harness.client.pause_schedule("daily")
+
+    # When it is declared again with another payload (as start-up code does), and days pass
+    again = jobkit_harness.client.schedule("daily", "cron(0 10 * * ? *)", TICK, {"n": 2})
+    jobkit_harness.advance(timedelta(days=2))
+
+    # Then it is still paused and never ran
+    assert again.state == "DISABLED" and again.next_run is None
+    assert runs.calls == []
+
+
+def test_a_schedule_runs_only_between_its_start_and_its_end(
+    jobkit_harness: Harness, runs: Runs
+) -> None:
+    # Given a daily 10:00 schedule from Wednesday 00:00 in Berlin to Friday 11:00 in Berlin
+    berlin = ZoneInfo("Europe/Berlin")
+    start = datetime(2026, 3, 4, 0, 0, tzinfo=berlin)
+    end = datetime(2026, 3, 6, 11, 0, tzinfo=berlin)  # 10:00 UTC: Friday's run is the last
+    made = jobkit_harness.client.schedule(
+        "window", "cron(0 10 * * ? *)", TICK, {}, start=start, end=end
+    )
+
+    # When a week passes
+    jobkit_harness.advance(timedelta(days=7))
+
+    # Then it ran on Wednesday, Thursday and Friday (its end, to the minute), and has no next run
+    assert (made.start, made.end) == (start, end)
+    assert made.next_run == datetime(2026, 3, 4, 10, tzinfo=UTC)
+    assert ran(runs) == [f"window@2026-03-0{d}T10:00:00Z" for d in (4, 5, 6)]
+    assert jobkit_harness.client.get_schedule("window").next_run is None

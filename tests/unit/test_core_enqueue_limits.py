@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from pydantic import BaseModel
+from pydantic import ValidationError as PydanticValidationError
 
 from jobkit import (
     ConfigurationError,
@@ -19,7 +22,8 @@ from jobkit import (
 )
 from jobkit import client as client_module
 from jobkit.client import Jobkit
-from jobkit.models import SQS_MAX_MESSAGE_BYTES
+from jobkit.errors import DeclarationError, InvalidJobIdError, InvalidRequestError
+from jobkit.models import SQS_MAX_MESSAGE_BYTES, Envelope, check_job_id
 from jobkit.settings import Settings
 
 
@@ -179,5 +183,102 @@ def test_the_envelope_carries_the_validated_payload(jobkit: Jobkit) -> None:
     prepared = jobkit._prepare(BLOB, BlobPayload(blob="hi"), "e", None)
     assert prepared.envelope.payload == {"blob": "hi"}
     assert prepared.envelope.enqueued_at == NOW
-    assert prepared.given_id is True
-    assert jobkit._prepare(BLOB, {}, None, None).given_id is False
+    assert prepared.envelope.id == "e"
+    generated = jobkit._prepare(BLOB, {}, None, None).envelope.id
+    assert len(generated) == 32 and generated != jobkit._prepare(BLOB, {}, None, None).envelope.id
+
+
+BAD_IDS = ["", " ", "   ", "a b", "tab\tid", "new\nline", "nul\x00", "é-id", "x" * 513]
+
+
+@pytest.mark.parametrize("job_id", BAD_IDS, ids=repr)
+def test_a_bad_job_id_is_refused_before_aws(jobkit: Jobkit, no_aws: list[str], job_id: str) -> None:
+    # Given an id that is empty, too long, or has a space, control or non-ASCII character
+    # When a job is enqueued with it, Then it is refused as the caller's error, saying why
+    with pytest.raises(InvalidJobIdError) as raised:
+        jobkit.enqueue(BLOB, {}, job_id=job_id)
+    assert isinstance(raised.value, InvalidRequestError)
+    assert "job id" in str(raised.value)
+    assert no_aws == []
+
+
+@pytest.mark.parametrize("job_id", BAD_IDS, ids=repr)
+def test_a_bad_job_id_is_refused_by_every_call_that_takes_one(
+    jobkit: Jobkit, no_aws: list[str], job_id: str
+) -> None:
+    for call in (jobkit.get_job, jobkit.cancel, jobkit.retry):
+        with pytest.raises(InvalidJobIdError):
+            call(job_id)
+    assert no_aws == []
+
+
+@pytest.mark.parametrize(
+    "job_id", ["a", "x" * 512, "invite-42", "order:1234/receipt@2026-01-01T00:00:00Z", "!~"]
+)
+def test_the_job_id_alphabet_is_visible_ascii_up_to_512(job_id: str) -> None:
+    assert check_job_id(job_id) == job_id
+
+
+def test_an_envelope_with_a_bad_id_is_not_an_envelope() -> None:
+    # Given a raw message whose id a producer in another language got wrong
+    for job_id in BAD_IDS:
+        body = json.dumps(
+            {"v": 1, "id": job_id, "type": "t", "payload": {}, "enqueued_at": NOW.isoformat()}
+        )
+        # When the worker reads it, Then it is refused like any message that is not a job
+        with pytest.raises(PydanticValidationError):
+            Envelope.model_validate_json(body)
+
+
+def test_bad_ids_in_enqueue_many_are_reported_not_raised(jobkit: Jobkit, no_aws: list[str]) -> None:
+    # Given a batch of requests with an over-long and an empty id
+    requests = [EnqueueRequest(BLOB, {}, job_id="x" * 600), EnqueueRequest(BLOB, {}, job_id="")]
+    # When it is enqueued, Then each has its own error, the call does not raise or reach AWS
+    result = jobkit.enqueue_many(requests)
+    assert [o.index for o in result.failed] == [0, 1]
+    assert all(o.error and "job id" in o.error for o in result.failed)
+    assert no_aws == []
+
+
+@pytest.mark.parametrize(
+    ("delay", "says"),
+    [
+        (math.nan, "finite"),
+        (math.inf, "finite"),
+        (-math.inf, "finite"),
+        (1e12, "365 days"),
+        (timedelta(days=366), "365 days"),
+        (timedelta.max, "365 days"),
+        ("5", "a number"),
+        (True, "a number"),
+    ],
+    ids=repr,
+)
+def test_a_delay_that_is_not_a_finite_time_within_a_year_is_refused(
+    jobkit: Jobkit, no_aws: list[str], delay: Any, says: str
+) -> None:
+    with pytest.raises(InvalidScheduleError, match=says):
+        jobkit.enqueue(BLOB, {}, job_id="odd-delay", delay=delay)
+    assert no_aws == []
+
+
+def test_a_run_at_more_than_a_year_ahead_is_refused(jobkit: Jobkit, no_aws: list[str]) -> None:
+    with pytest.raises(InvalidScheduleError, match="365 days"):
+        jobkit.enqueue(BLOB, {}, job_id="far", run_at=NOW + timedelta(days=400))
+    with pytest.raises(InvalidScheduleError, match="365 days"):
+        jobkit.enqueue(BLOB, {}, job_id="far", run_at=datetime.max.replace(tzinfo=UTC))
+    assert no_aws == []
+
+
+def test_listing_an_unknown_state_is_the_callers_error(jobkit: Jobkit, no_aws: list[str]) -> None:
+    with pytest.raises(InvalidRequestError, match="unknown state 'done'"):
+        jobkit.list_jobs(state="done")
+    with pytest.raises(InvalidRequestError, match="limit"):
+        jobkit.list_jobs(limit=0)
+    assert no_aws == []
+
+
+def test_declaring_a_bad_job_type_is_a_jobkit_error() -> None:
+    for kwargs in ({"max_attempts": 0}, {"timeout": 0}, {"timeout": math.inf}):
+        with pytest.raises(DeclarationError):
+            JobType("test.unit.bad", BlobPayload, queue="email", **kwargs)  # type: ignore[arg-type]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import random
+import re
+from collections.abc import Callable, Iterator
 
 import pytest
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
@@ -210,3 +212,51 @@ def test_redact_masks_before_cutting() -> None:
     text = "a" * 90 + " carol.secret@example.com"
     out = redact(text, limit=100)
     assert "carol.secret" not in out
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("to josé@example.com", "to j***@e***.com"),
+        ("to ada@münchen.de", "to a***@m***.de"),
+        ("to 山田@例え.jp", "to 山***@例***.jp"),
+        ("to o'brien@example.ie", "to o***@e***.ie"),
+        ("to ada@xn--mnchen-3ya.de", "to a***@x***.de"),
+    ],
+)
+def test_redact_masks_addresses_in_any_script(text: str, masked: str) -> None:
+    # Given addresses EmailStr accepts with non-ASCII (or punycode) parts, Then they are masked
+    assert redact(text) == masked
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["a" * 1_000_000, "a@" * 500_000, "x@" + "a." * 500_000, "ada@example.com " * 62_500],
+    ids=["no-at", "at-pairs", "dotted-domain", "all-addresses"],
+)
+def test_redact_looks_at_a_bounded_part_of_any_text(
+    text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a 1 MB error text built to make a matcher backtrack, and a spy on the matcher
+    from jobkit import redact as redact_module
+
+    seen: list[int] = []
+    pattern = redact_module._EMAIL
+
+    class Spy:
+        def finditer(self, s: str) -> Iterator[re.Match[str]]:
+            seen.append(len(s))
+            return pattern.finditer(s)
+
+        def sub(self, repl: Callable[[re.Match[str]], str], s: str) -> str:
+            seen.append(len(s))
+            return pattern.sub(repl, s)
+
+    monkeypatch.setattr(redact_module, "_EMAIL", Spy())
+    # When it is redacted to 1,000 characters
+    out = redact(text)
+    # Then the matcher saw at most the kept part and one address's length more, and no
+    # address is left in clear
+    assert seen and max(seen) <= 1000 + 254
+    assert len(out) <= 1000
+    assert "ada@example.com" not in out

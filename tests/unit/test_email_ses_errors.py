@@ -16,7 +16,7 @@ from botocore.exceptions import (
 from email_worker import ses
 from email_worker.ses import classify, tag_value
 from jobkit import aws
-from jobkit.errors import PermanentError, TransientError
+from jobkit.errors import OutcomeUnknownError, PermanentError, TransientError
 
 
 def client_error(
@@ -117,16 +117,34 @@ class _FailingClient:
     [
         EndpointConnectionError(endpoint_url="https://email.us-east-1.amazonaws.com"),
         ConnectTimeoutError(endpoint_url="https://email.us-east-1.amazonaws.com"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_no_connection_is_transient(exc: Exception, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given SES cannot be reached at all (nothing was sent)
+    monkeypatch.setattr(ses, "sesv2", lambda: _FailingClient(exc))
+    # When an email is sent, Then the job is retried, whatever its guarantee
+    with pytest.raises(TransientError, match=type(exc).__name__) as raised:
+        ses.send("no-reply@example.com", "ada@example.com", "s", "<p>h</p>", "t", "", {})
+    assert not isinstance(raised.value, OutcomeUnknownError)
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
         ConnectionClosedError(endpoint_url="https://email.us-east-1.amazonaws.com"),
         ReadTimeoutError(endpoint_url="https://email.us-east-1.amazonaws.com"),
     ],
     ids=lambda e: type(e).__name__,
 )
-def test_network_errors_are_transient(exc: Exception, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Given SES cannot be reached
+def test_no_answer_leaves_the_outcome_unknown(
+    exc: Exception, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the request went out and no answer came back (SES may have sent the email)
     monkeypatch.setattr(ses, "sesv2", lambda: _FailingClient(exc))
-    # When an email is sent, Then the job is retried
-    with pytest.raises(TransientError, match=type(exc).__name__):
+    # When an email is sent, Then the outcome is unknown: retried by an at_least_once type,
+    # failed for a person by an at_most_once one
+    with pytest.raises(OutcomeUnknownError, match=type(exc).__name__):
         ses.send("no-reply@example.com", "ada@example.com", "s", "<p>h</p>", "t", "", {})
 
 

@@ -82,6 +82,8 @@ def test_a_rate_counts_from_its_anchor_and_an_at_fires_once() -> None:
         ("every day", None, "unsupported schedule expression"),
         ("cron(0 9 * * ? *)", "Mars/Olympus", "unknown timezone"),
         ("at(2026-02-30T10:00:00)", None, "day is out of range"),
+        ("cron(0 9 * * ? *)", "", "the timezone is empty"),  # Scheduler refuses "" too
+        ("cron(0 9 * * ? *)", "   ", "the timezone is empty"),
     ],
 )
 def test_an_invalid_expression_is_a_clear_error(
@@ -93,3 +95,21 @@ def test_an_invalid_expression_is_a_clear_error(
 
     # Then the error says what is wrong
     assert says in str(raised.value)
+
+
+def test_a_cron_is_looked_for_up_to_awss_last_year_and_a_never_firing_one_is_none() -> None:
+    # Given crons that fire rarely (the fifth Monday of February: a leap year whose 1 February
+    # is a Monday) or never (30 February; 31 April, June, September or November)
+    rare = parse_expression("cron(0 9 ? FEB 2#5 *)")
+    never = [parse_expression(e) for e in ("cron(0 2 30 2 ? *)", "cron(0 0 31 4,6,9,11 ? *)")]
+    after = datetime(2073, 1, 1, tzinfo=UTC)
+
+    # When asked for the next occurrence after 2073, and after the last one before 2200
+    found = rare.next_after(after)
+    past_the_last = rare.next_after(datetime(2196, 3, 1, tzinfo=UTC))
+
+    # Then the rare one is found 39 years on (not cut off by a 30-year horizon), none is found
+    # past AWS's last year (2199), and the impossible ones have none
+    assert found == datetime(2112, 2, 29, 9, 0, tzinfo=UTC)
+    assert past_the_last is None
+    assert [cron.next_after(after) for cron in never] == [None, None]

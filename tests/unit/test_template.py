@@ -19,6 +19,21 @@ from tests.conftest import template
 RESOURCES: dict[str, Any] = template()["Resources"]
 FUNCTIONS = {k: v for k, v in RESOURCES.items() if v["Type"] == "AWS::Serverless::Function"}
 QUEUES = {k: v for k, v in RESOURCES.items() if v["Type"] == "AWS::SQS::Queue"}
+# Worker functions: those an SQS queue triggers.
+WORKERS = sorted(
+    name
+    for name, function in FUNCTIONS.items()
+    if any(e["Type"] == "SQS" for e in function["Properties"].get("Events", {}).values())
+)
+ALARMS = {k: v["Properties"] for k, v in RESOURCES.items() if v["Type"] == "AWS::CloudWatch::Alarm"}
+TABLES = sorted(k for k, v in RESOURCES.items() if v["Type"] == "AWS::DynamoDB::Table")
+DEAD_LETTER_QUEUES = sorted(
+    {
+        q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        for q in QUEUES.values()
+        if "RedrivePolicy" in q["Properties"]
+    }
+)
 
 
 def _queue_of(function: dict[str, Any]) -> str:
@@ -26,11 +41,20 @@ def _queue_of(function: dict[str, Any]) -> str:
     return str(event["Properties"]["Queue"]["Fn::GetAtt"][0])
 
 
+def _parameter_default(value: Any) -> Any:
+    if isinstance(value, dict) and "Ref" in value:
+        return template()["Parameters"][value["Ref"]]["Default"]
+    return value
+
+
 @pytest.mark.parametrize("name", sorted(FUNCTIONS))
 def test_queue_visibility_is_at_least_six_function_timeouts(name: str) -> None:
+    # Given a function and its queue, with their parameters' defaults where they are parameters
     function = FUNCTIONS[name]["Properties"]
     queue = QUEUES[_queue_of(FUNCTIONS[name])]["Properties"]
-    assert queue["VisibilityTimeout"] >= 6 * function["Timeout"]
+    # Then the queue hides a received message for at least 6 function timeouts
+    timeout = int(_parameter_default(function["Timeout"]))
+    assert int(_parameter_default(queue["VisibilityTimeout"])) >= 6 * timeout
 
 
 @pytest.mark.parametrize("name", sorted(FUNCTIONS))
@@ -83,21 +107,127 @@ def test_function_policies_name_actions_and_resources(name: str) -> None:
                 assert statement.get("Condition"), statement["Sid"]
 
 
-def test_every_dead_letter_queue_has_an_alarm() -> None:
-    alarms = [r["Properties"] for r in RESOURCES.values() if r["Type"] == "AWS::CloudWatch::Alarm"]
-    watched = {a["Dimensions"][0]["Value"]["Fn::GetAtt"][0] for a in alarms}
-    dead_letter_queues = {k for k in QUEUES if "DeadLetter" in k}
-    assert dead_letter_queues
-    assert dead_letter_queues <= watched
+def _watched(alarm: dict[str, Any]) -> tuple[str, str, str, str]:
+    """(namespace, metric, dimension name, logical id of the resource the dimension names)."""
+    (dimension,) = alarm["Dimensions"]
+    value = dimension["Value"]
+    target = value["Ref"] if "Ref" in value else value["Fn::GetAtt"][0]
+    return alarm["Namespace"], alarm["MetricName"], dimension["Name"], target
+
+
+@pytest.mark.parametrize("name", WORKERS)
+def test_every_worker_has_error_throttle_queue_age_and_dead_letter_alarms(name: str) -> None:
+    # Given a worker function, the queue that triggers it and that queue's dead-letter queue
+    queue = _queue_of(FUNCTIONS[name])
+    dead_letter_queue = QUEUES[queue]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]
+    # When we list what the template's alarms watch
+    watched = {_watched(alarm) for alarm in ALARMS.values()}
+    # Then a failed or throttled invocation, a job waiting too long to start and a dead letter
+    # each raise one
+    assert ("AWS/Lambda", "Errors", "FunctionName", name) in watched
+    assert ("AWS/Lambda", "Throttles", "FunctionName", name) in watched
+    assert ("AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", queue) in watched
+    dead_letters = ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName")
+    assert (*dead_letters, dead_letter_queue["Fn::GetAtt"][0]) in watched
+
+
+@pytest.mark.parametrize("name", sorted(ALARMS))
+def test_every_alarm_notifies_the_alarm_topic_and_keeps_quiet_when_idle(name: str) -> None:
+    # Given an alarm
+    alarm = ALARMS[name]
+    # Then it tells the alarm topic, and a metric without data (an idle worker) is no alarm
+    assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+    assert alarm["TreatMissingData"] == "notBreaching"
+    assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    # And any error, throttle or dead letter counts; a queue's age counts past 5 minutes (by
+    # default), and a late start is reported within 5 minutes more
+    threshold = float(_parameter_default(alarm["Threshold"]))
+    if alarm["MetricName"] == "ApproximateAgeOfOldestMessage":
+        assert alarm["Statistic"] == "Maximum"
+        assert 0 < threshold <= 300
+        assert alarm["Period"] * alarm["EvaluationPeriods"] <= 300
+    else:
+        assert threshold == 0
+
+
+def test_the_alarm_topic_uses_a_key_of_its_own_that_cloudwatch_may_use() -> None:
+    # Given the topics the alarms notify
+    topics = {action["Ref"] for alarm in ALARMS.values() for action in alarm["AlarmActions"]}
+    assert topics
+    for topic in topics:
+        # Then each is encrypted with a customer-managed key of the stack (CloudWatch cannot
+        # use the AWS-managed alias/aws/sns: its alarms would never arrive)
+        key_id = RESOURCES[topic]["Properties"].get("KmsMasterKeyId")
+        assert isinstance(key_id, dict) and set(key_id) == {"Ref"}, key_id
+        key = RESOURCES[key_id["Ref"]]
+        assert key["Type"] == "AWS::KMS::Key"
+        assert key["Properties"]["EnableKeyRotation"] is True
+        statements = key["Properties"]["KeyPolicy"]["Statement"]
+        # And the key's policy lets CloudWatch encrypt for it, on this account's behalf only
+        (cloudwatch,) = [
+            s for s in statements if s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+        ]
+        assert cloudwatch["Effect"] == "Allow"
+        assert set(cloudwatch["Action"]) == {"kms:Decrypt", "kms:GenerateDataKey*"}
+        condition = cloudwatch["Condition"]["StringEquals"]
+        assert condition == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+        # And the account itself administers it (a key nobody may manage cannot be fixed)
+        (account,) = [s for s in statements if "AWS" in s["Principal"]]
+        assert account["Principal"]["AWS"]["Fn::Sub"].endswith(":iam::${AWS::AccountId}:root")
+        assert account["Effect"] == "Allow"
+
+
+# The retention periods CloudWatch Logs accepts (PutRetentionPolicy).
+LOG_RETENTION_DAYS = {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731}
+LOG_RETENTION_DAYS |= {1096, 1827, 2192, 2557, 2922, 3288, 3653}
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_every_function_logs_to_a_log_group_whose_logs_expire(name: str) -> None:
+    # Given the stack's log groups
+    groups = [r["Properties"] for r in RESOURCES.values() if r["Type"] == "AWS::Logs::LogGroup"]
+    # Then the function's own (the group Lambda writes to) is one, kept LogRetentionDays
+    (group,) = [g for g in groups if g["LogGroupName"] == {"Fn::Sub": f"/aws/lambda/${{{name}}}"}]
+    assert group["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    # And that parameter takes only what CloudWatch Logs accepts, 30 days unless told
+    parameter = template()["Parameters"]["LogRetentionDays"]
+    assert parameter["Type"] == "Number"
+    assert parameter["Default"] == 30
+    assert set(parameter["AllowedValues"]) <= LOG_RETENTION_DAYS
+    assert parameter["Default"] in parameter["AllowedValues"]
+
+
+@pytest.mark.parametrize("name", TABLES + DEAD_LETTER_QUEUES)
+def test_tables_and_dead_letter_queues_outlive_the_stack(name: str) -> None:
+    # Given a resource that holds data: a table, or a queue another queue dead-letters to
+    resource = RESOURCES[name]
+    # Then deleting the stack, or an update that replaces it, keeps it
+    assert resource.get("DeletionPolicy") == "Retain"
+    assert resource.get("UpdateReplacePolicy") == "Retain"
+
+
+@pytest.mark.parametrize("name", WORKERS)
+def test_every_worker_knows_its_queues_max_receive_count(name: str) -> None:
+    # Given a worker and the redrive policy of the queue that triggers it
+    queue = QUEUES[_queue_of(FUNCTIONS[name])]["Properties"]
+    env = FUNCTIONS[name]["Properties"]["Environment"]["Variables"]
+    # Then its JOBKIT_MAX_RECEIVE_COUNT is that queue's maxReceiveCount
+    assert env["JOBKIT_MAX_RECEIVE_COUNT"] == str(queue["RedrivePolicy"]["maxReceiveCount"])
+
+
+def test_email_timeouts_are_parameters_whose_defaults_keep_the_six_to_one_rule() -> None:
+    # Given the email function's timeout and its queue's visibility timeout
+    parameters = template()["Parameters"]
+    function = FUNCTIONS["EmailFunction"]["Properties"]
+    queue = QUEUES["EmailQueue"]["Properties"]
+    # Then both are parameters (a test deploys short ones), and their defaults keep AWS's rule
+    assert function["Timeout"] == {"Ref": "EmailFunctionTimeout"}
+    assert queue["VisibilityTimeout"] == {"Ref": "EmailVisibilityTimeout"}
+    visibility = parameters["EmailVisibilityTimeout"]["Default"]
+    assert visibility >= 6 * parameters["EmailFunctionTimeout"]["Default"]
 
 
 SCHEDULES = {k: v for k, v in RESOURCES.items() if v["Type"] == "AWS::Scheduler::Schedule"}
-
-
-def _parameter_default(value: Any) -> Any:
-    if isinstance(value, dict) and "Ref" in value:
-        return template()["Parameters"][value["Ref"]]["Default"]
-    return value
 
 
 @pytest.mark.parametrize("name", sorted(SCHEDULES))

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from jobkit.testing import APPLICATIONS_TABLE, JOB_LOG_TABLE, JOB_LOG_TTL, Harness
-from tests.conftest import ROOT, template
+from tests.conftest import ROOT, resolved, template
 
 RESOURCES: dict[str, Any] = template()["Resources"]
 
@@ -46,7 +46,7 @@ def test_the_harness_applications_table_is_the_template_one() -> None:
 def test_the_harness_queues_default_to_the_email_queues_settings() -> None:
     queue = RESOURCES["EmailQueue"]["Properties"]
     harness = Harness()
-    assert harness.visibility_timeout == queue["VisibilityTimeout"]
+    assert harness.visibility_timeout == resolved(queue["VisibilityTimeout"])
     assert harness.max_receive_count == queue["RedrivePolicy"]["maxReceiveCount"]
 
 

@@ -77,3 +77,24 @@ def test_a_wrong_secret_and_header_case_do_what_they_should() -> None:
     assert verify(headers, BODY, [secret], now=NOW) == "msg_1"  # header names in any case
     with pytest.raises(WebhookVerificationError):
         verify(headers, BODY, [new_secret()], now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("body", "change", "says"),
+    [
+        (b'{"title": "caf\xe9"}', {}, "body is not UTF-8"),  # Latin-1, not UTF-8
+        (b"\xff\xfe{}", {}, "body is not UTF-8"),
+        ("\udcff", {}, "body is not UTF-8"),  # a str with a lone surrogate
+        (BODY, {"webhook-id": "msg_\udcff"}, "webhook-id is not UTF-8"),
+    ],
+)
+def test_a_body_or_id_that_is_not_utf8_fails_verification(
+    body: bytes | str, change: dict[str, str], says: str
+) -> None:
+    # Given a request, fresh and carrying signatures, whose body (or id) is not UTF-8 text
+    secret = new_secret()
+    headers = {**sign("msg_1", BODY, [secret], timestamp=NOW), **change}
+    # When it is verified
+    # Then it is rejected with the module's error (reject it: 401), not a UnicodeError
+    with pytest.raises(WebhookVerificationError, match=says):
+        verify(headers, body, [secret], now=NOW)

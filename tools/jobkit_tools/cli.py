@@ -12,10 +12,12 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from jobkit import JobkitError, JobState
 from jobkit.client import Jobkit
+from jobkit.errors import InvalidRequestError
 from jobkit.models import Job
 from jobkit.recurring import RecurringSchedule
 from jobkit_tools.discover import StackNotFoundError, Target, find
@@ -59,16 +61,19 @@ def _client(stack: str | None) -> tuple[Jobkit, Target]:
     return Jobkit(target.settings), target
 
 
-def _fail(exc: Exception) -> typer.Exit:
-    err.print(f"[red]error:[/red] {exc}")
-    return typer.Exit(1)
+def _fail(exc: Exception, code: int = 1) -> typer.Exit:
+    """Say what went wrong on one line of stderr; the exit code is 2 for input that is wrong
+    (the same command fails again), 1 for anything else."""
+    text = " ".join(str(exc).split())
+    err.print(f"[red]error:[/red] {escape(text)}", soft_wrap=True)
+    return typer.Exit(code)
 
 
 def _json_payload(text: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise _fail(ValueError(f"--payload is not valid JSON: {exc}")) from None
+        raise _fail(ValueError(f"--payload is not valid JSON: {exc}"), 2) from None
 
 
 @contextmanager
@@ -76,6 +81,8 @@ def _clear_errors() -> Iterator[None]:
     """A jobkit error ends the command with its message, never a traceback."""
     try:
         yield
+    except InvalidRequestError as exc:
+        raise _fail(exc, 2) from None
     except JobkitError as exc:
         raise _fail(exc) from None
 
@@ -153,11 +160,21 @@ def cancel(job_id: str, stack: StackOption = None) -> None:
     console.print(f"{job.id} {job.state.value}")
 
 
+@app.command("run-now")
+def run_now(job_id: str, stack: StackOption = None) -> None:
+    """Run a scheduled (delayed) job now instead of at its due time."""
+    client, _ = _client(stack)
+    with _clear_errors():
+        job = client.run_now(job_id)
+    console.print(f"{job.id} {job.state.value}")
+
+
 @app.command()
 def status(job_id: str, stack: StackOption = None) -> None:
     """Show one job: state, attempts, times, progress, result, last error."""
     client, _ = _client(stack)
-    job = client.get_job(job_id)
+    with _clear_errors():
+        job = client.get_job(job_id)
     if job is None:
         raise _fail(LookupError(f"no job {job_id!r} in the job log"))
     console.print_json(job.model_dump_json(exclude={"payload"}))
@@ -235,12 +252,28 @@ def schema(job_type: Annotated[str | None, typer.Argument()] = None) -> None:
 
 def _schedule_table(found: list[RecurringSchedule]) -> Table:
     table = Table(title="recurring schedules")
-    for column in ("name", "expression", "timezone", "job type", "state", "next run (UTC)"):
+    columns = ("name", "expression", "timezone", "job type", "state", "start (UTC)", "end (UTC)")
+    for column in (*columns, "next run (UTC)"):
         table.add_column(column, overflow="fold")
+
+    def moment(value: datetime | None) -> str:
+        return f"{value:%Y-%m-%d %H:%M:%S}" if value else "-"
+
     for s in found:
-        next_run = f"{s.next_run:%Y-%m-%d %H:%M:%S}" if s.next_run else "-"
-        table.add_row(s.name, s.expression, s.timezone, s.job_type, s.state, next_run)
+        table.add_row(
+            s.name,
+            s.expression,
+            s.timezone,
+            s.job_type,
+            s.state,
+            moment(s.start),
+            moment(s.end),
+            moment(s.next_run),
+        )
     return table
+
+
+_MOMENT_FORMATS = ["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d %H:%M:%S%z"]
 
 
 @schedules_app.command("create")
@@ -252,14 +285,39 @@ def schedules_create(
     job_type: Annotated[str, typer.Argument(help="Job type each run enqueues.")],
     payload: Annotated[str, typer.Option(help="Payload as JSON.")] = "{}",
     timezone: Annotated[str, typer.Option(help="IANA timezone of the expression.")] = "UTC",
-    paused: Annotated[bool, typer.Option(help="Create it paused.")] = False,
+    paused: Annotated[
+        bool | None,
+        typer.Option(
+            "--paused/--enabled",
+            help="Make it paused or enabled; neither: a new schedule is enabled and an "
+            "existing one keeps its state.",
+            show_default=False,
+        ),
+    ] = None,
+    start: Annotated[
+        datetime | None,
+        typer.Option(
+            formats=_MOMENT_FORMATS,
+            help="No run before this, with its UTC offset: 2026-12-01T09:00:00+0100.",
+        ),
+    ] = None,
+    end: Annotated[
+        datetime | None,
+        typer.Option(
+            formats=_MOMENT_FORMATS,
+            help="No run after this, with its UTC offset: 2027-06-30T18:00:00+0200.",
+        ),
+    ] = None,
     stack: StackOption = None,
 ) -> None:
-    """Run a job type on a cron or rate schedule."""
+    """Run a job type on a cron or rate schedule (the same name again updates it)."""
     client, _ = _client(stack)
     data = _json_payload(payload)
+    enabled = None if paused is None else not paused
     with _clear_errors():
-        made = client.schedule(name, cron, job_type, data, timezone=timezone, enabled=not paused)
+        made = client.schedule(
+            name, cron, job_type, data, timezone=timezone, enabled=enabled, start=start, end=end
+        )
     console.print(_schedule_table([made]))
 
 

@@ -24,6 +24,7 @@ from jobkit.catalog.email import (
     VerificationPayload,
     WelcomePayload,
 )
+from jobkit.errors import TransientError
 from jobkit.observability import logger
 from jobkit.redact import mask_email
 from jobkit.worker import JobContext, Worker
@@ -38,6 +39,10 @@ def send_templated(template: str, to: str, payload: BaseModel, ctx: JobContext) 
     """Render `template` with the payload's fields and send it to `to`; the job's result."""
     settings = get_email_settings()
     email = render(template, payload.model_dump(mode="json"))
+    if ctx.remaining_time() < ses.worst_case_seconds():
+        # A send must end inside the job's lease, or a second attempt could send it again
+        # while this one's request is still in flight.
+        raise TransientError("too little of the job's time left to send within its lease")
     message_id = ses.send(
         settings.from_address,
         to,

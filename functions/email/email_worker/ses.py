@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from jobkit import aws
-from jobkit.errors import PermanentError, TransientError
+from jobkit.errors import OutcomeUnknownError, PermanentError, TransientError
 from jobkit.redact import redact
 
 if TYPE_CHECKING:
@@ -60,6 +60,11 @@ def sesv2() -> SESV2Client:
     return aws.client("sesv2")  # type: ignore[no-any-return]
 
 
+def worst_case_seconds() -> float:
+    """The longest a send can take before it gives up (one attempt, its timeouts)."""
+    return aws.worst_case_seconds("sesv2")
+
+
 def tag_value(value: str) -> str:
     """`value` with every character SES refuses in a tag replaced by '_'."""
     return _TAG_UNSAFE.sub("_", value)[:TAG_MAX] or "_"
@@ -97,11 +102,16 @@ def send(
         )
     except ClientError as exc:
         raise classify(exc) from None
-    except (BotoConnectionError, HTTPClientError) as exc:
-        # No answer, or none in time: SES may or may not have sent it. Retrying risks a
-        # duplicate, not retrying risks a lost email; for transactional mail the lost one is
-        # worse.
+    except BotoConnectionError as exc:
+        # No connection was made: SES has not seen the email. Safe to send again.
         raise TransientError(redact(f"SES unreachable: {type(exc).__name__}: {exc}")) from None
+    except HTTPClientError as exc:
+        # The request went out and no answer came (a read timeout, a dropped connection): SES
+        # may or may not have sent it. An at_least_once type sends again (a lost transactional
+        # email is worse than a second one); an at_most_once type fails for a person to check.
+        raise OutcomeUnknownError(
+            redact(f"SES did not answer: {type(exc).__name__}: {exc}")
+        ) from None
     return response["MessageId"]
 
 

@@ -54,7 +54,10 @@ def runtime() -> Runtime:
         _runtime = Runtime(
             Registry(settings.partners_path, settings.cache_seconds),
             RateLimiter(settings.rate_limit_table),
-            Sender(settings.ca_bundle or None),
+            Sender(
+                settings.ca_bundle or None,
+                allow_private_networks=settings.allow_private_networks,
+            ),
         )
     return _runtime
 
@@ -115,19 +118,30 @@ def publish(
     }
 
 
-def deliver(payload: DeliverPayload, job_id: str, rt: Runtime) -> dict[str, Any]:
-    """One signed POST; the result keeps the partner's id for it and the status."""
+def deliver(
+    payload: DeliverPayload, job_id: str, rt: Runtime, time_left: float | None = None
+) -> dict[str, Any]:
+    """One signed POST; the result keeps the partner's id for it and the status.
+
+    `time_left`: seconds of the job's timeout that remain. The POST's own timeout is cut to
+    fit them, so the request ends inside the job's lease (or is not sent at all): a second
+    attempt never starts while this one's request is still in flight."""
     partner = rt.registry.partner(payload.platform)
     if not partner.enabled:
         raise PermanentError(f"platform {payload.platform!r} is disabled")
     secrets = rt.registry.secrets(partner)
+    timeout = (
+        partner.timeout_seconds if time_left is None else min(partner.timeout_seconds, time_left)
+    )
+    if timeout < 1:
+        raise TransientError("too little of the job's time left to deliver within its lease")
     body = json.dumps(payload.body, separators=(",", ":"), sort_keys=True).encode()
     delivered = rt.sender.post(
         partner.url,
         body,
         job_id=job_id,
         secrets=secrets,
-        timeout=partner.timeout_seconds,
+        timeout=timeout,
         platform=payload.platform,
     )
     return {
@@ -164,4 +178,4 @@ def admit_delivery(payload: DeliverPayload) -> float | None:
 
 @worker.processor(DELIVER)
 def run_deliver(payload: DeliverPayload, ctx: JobContext) -> dict[str, Any]:
-    return deliver(payload, ctx.job_id, runtime())
+    return deliver(payload, ctx.job_id, runtime(), ctx.remaining_time())

@@ -11,13 +11,21 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class SyndicationSettings(BaseSettings):
     """`SYNDICATION_PARTNERS_PATH` is the SSM path holding one JSON parameter per partner;
     `SYNDICATION_RATE_LIMIT_TABLE` the DynamoDB table of the partners' token buckets;
-    `SYNDICATION_CA_BUNDLE` an optional PEM file of extra trusted CAs (a private CA)."""
+    `SYNDICATION_CA_BUNDLE` an optional PEM file of CAs trusted besides the system's (a
+    private CA); `SYNDICATION_ALLOW_PRIVATE_NETWORKS` lets partners be on loopback, private or
+    link-local addresses (for local testing only; the local stack sets it)."""
 
     model_config = SettingsConfigDict(env_prefix="SYNDICATION_", frozen=True, extra="ignore")
 
     partners_path: str = Field(description="SSM path prefix, e.g. /jobkit/dev/partners/.")
     rate_limit_table: str = Field(min_length=1, description="Token buckets, key `bucket`.")
-    ca_bundle: str = Field(default="", description="PEM CA bundle to trust, or empty.")
+    ca_bundle: str = Field(
+        default="", description="PEM CA bundle trusted besides the system's CAs, or empty."
+    )
+    allow_private_networks: bool = Field(
+        default=False,
+        description="Allow partners on loopback, private or link-local addresses (local only).",
+    )
     cache_seconds: int = Field(
         default=60, ge=0, le=3600, description="How long partner configs and secrets are cached."
     )

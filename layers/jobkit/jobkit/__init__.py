@@ -15,17 +15,21 @@ from jobkit.errors import (
     ConfigurationError,
     EnqueueError,
     EnvelopeTooLargeError,
+    InvalidJobIdError,
+    InvalidRequestError,
     InvalidScheduleError,
     InvalidStateError,
     JobkitError,
     JobNotFoundError,
     JobValidationError,
+    LeaseLostError,
+    OutcomeUnknownError,
     PermanentError,
     ScheduleNotFoundError,
     TransientError,
     UnknownJobTypeError,
 )
-from jobkit.jobs import Backoff, JobType, Retention
+from jobkit.jobs import Backoff, Guarantee, JobType, Retention
 from jobkit.models import Job, JobState
 from jobkit.recurring import RecurringSchedule
 
@@ -36,6 +40,9 @@ __all__ = [
     "EnqueueManyResult",
     "EnqueueRequest",
     "EnvelopeTooLargeError",
+    "Guarantee",
+    "InvalidJobIdError",
+    "InvalidRequestError",
     "InvalidScheduleError",
     "InvalidStateError",
     "Job",
@@ -45,6 +52,8 @@ __all__ = [
     "JobValidationError",
     "Jobkit",
     "JobkitError",
+    "LeaseLostError",
+    "OutcomeUnknownError",
     "PermanentError",
     "RecurringSchedule",
     "RedriveResult",
@@ -63,6 +72,7 @@ __all__ = [
     "redrive",
     "resume_schedule",
     "retry",
+    "run_now",
     "schedule",
 ]
 
@@ -92,6 +102,10 @@ def cancel(job_id: str) -> Job:
 
 def retry(job_id: str) -> Job:
     return default_client().retry(job_id)
+
+
+def run_now(job_id: str) -> Job:
+    return default_client().run_now(job_id)
 
 
 def redrive(queue: str) -> RedriveResult:

@@ -24,7 +24,25 @@ _loader: Any = None
 # Attempts per call, botocore's retries included. SES throttling is left to the job's own
 # backoff: retrying it inside the call would hold up the rest of the batch for seconds.
 _ATTEMPTS = {"sesv2": 1}
+DEFAULT_ATTEMPTS = 3
+# Threads (and so connections) `enqueue_many` writes with.
+ENQUEUE_THREADS = 16
+# Seconds to connect and to wait for an answer. A call that sends something out of AWS's
+# control (an email) must give up inside its job's lease, or a second attempt could start
+# while the first one's request is still in flight: `worst_case_seconds` is what the tests
+# hold against every built-in job type's timeout.
+CONNECT_TIMEOUT = 2.0
+READ_TIMEOUT = 5.0
 _lock = threading.Lock()
+
+
+def worst_case_seconds(service: str) -> float:
+    """The longest one call to `service` can take before it gives up (every attempt timing
+    out, plus the backoff between them)."""
+    attempts = _ATTEMPTS.get(service, DEFAULT_ATTEMPTS)
+    # botocore's standard mode waits random() * 2^(n-1) s before retry n
+    backoff = sum(2.0**n for n in range(attempts - 1))
+    return attempts * (CONNECT_TIMEOUT + READ_TIMEOUT) + backoff
 
 
 def client(service: str) -> Any:
@@ -38,10 +56,16 @@ def client(service: str) -> Any:
                 from botocore.config import Config
 
                 config = Config(
-                    retries={"mode": "standard", "max_attempts": _ATTEMPTS.get(service, 3)},
-                    connect_timeout=5,
-                    read_timeout=20,
+                    retries={
+                        "mode": "standard",
+                        # (botocore's `max_attempts` would count retries only)
+                        "total_max_attempts": _ATTEMPTS.get(service, DEFAULT_ATTEMPTS),
+                    },
+                    connect_timeout=CONNECT_TIMEOUT,
+                    read_timeout=READ_TIMEOUT,
                     tcp_keepalive=True,
+                    # enqueue_many writes its jobs in parallel, one conditional put each
+                    max_pool_connections=ENQUEUE_THREADS,
                 )
                 if _session is None:
                     _session = new_session()

@@ -15,6 +15,7 @@ from jobkit import queues, recurring, schedules
 from jobkit.errors import (
     EnqueueError,
     EnvelopeTooLargeError,
+    InvalidRequestError,
     InvalidScheduleError,
     InvalidStateError,
     JobkitError,
@@ -28,6 +29,7 @@ from jobkit.models import (
     Envelope,
     Job,
     JobState,
+    check_job_id,
     utcnow,
 )
 from jobkit.recurring import RecurringSchedule
@@ -36,6 +38,9 @@ from jobkit.settings import Settings, get_settings
 from jobkit.store import BY_STATE, BY_TYPE, INDEXED_STATES, Item, JobLog, new_item
 
 Delay = float | int | timedelta
+# The furthest ahead a job may be due. Later than this is a recurring schedule's work (or an
+# enqueue nearer the time): a job log entry a year old is rarely what anyone meant.
+MAX_DELAY = timedelta(days=365)
 
 
 @dataclass(frozen=True)
@@ -94,28 +99,55 @@ class _Prepared:
     envelope: Envelope
     body: str
     delay_seconds: int  # SQS DelaySeconds, for jobs due within 15 minutes
-    given_id: bool  # caller-chosen ids may exist already; generated ones are new
     due: datetime | None = None  # None: run now
     schedule: str | None = None  # Scheduler schedule name, for jobs due later than that
 
 
 def due_time(delay: Delay | None, run_at: datetime | None, now: datetime) -> datetime | None:
-    """When a job may run: None for now. A time in the past runs now."""
+    """When a job may run: None for now. A time in the past runs now; one more than
+    `MAX_DELAY` ahead, a delay that is not a finite number of seconds, is an error."""
     if delay is not None and run_at is not None:
         raise InvalidScheduleError("give either delay or run_at, not both")
     if run_at is not None:
+        if not isinstance(run_at, datetime):
+            raise InvalidScheduleError(f"run_at is a datetime, not {type(run_at).__name__}")
         if run_at.tzinfo is None or run_at.utcoffset() is None:
             raise InvalidScheduleError(
                 "run_at must be timezone-aware (e.g. datetime(..., tzinfo=UTC)); "
                 "a naive datetime is ambiguous"
             )
+        if run_at - now > MAX_DELAY:
+            raise InvalidScheduleError(
+                f"run_at is more than {MAX_DELAY.days} days ahead: use a recurring schedule, "
+                "or enqueue it nearer the time"
+            )
         return run_at if run_at > now else None
     if delay is None:
         return None
-    seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
+    seconds = _seconds(delay)
+    if seconds > MAX_DELAY.total_seconds():
+        raise InvalidScheduleError(
+            f"delay of {seconds:g} s is more than {MAX_DELAY.days} days: use a recurring "
+            "schedule, or enqueue it nearer the time"
+        )
+    return now + timedelta(seconds=seconds) if seconds > 0 else None
+
+
+def _seconds(delay: object) -> float:
+    """A delay as seconds: a finite, non-negative number or timedelta, else an error."""
+    if isinstance(delay, timedelta):
+        seconds = delay.total_seconds()
+    elif isinstance(delay, int | float) and not isinstance(delay, bool):
+        seconds = float(delay)
+    else:
+        raise InvalidScheduleError(
+            f"delay is seconds (a number) or a timedelta, not {type(delay).__name__}"
+        )
+    if not math.isfinite(seconds):
+        raise InvalidScheduleError(f"delay must be a finite number of seconds, not {seconds}")
     if seconds < 0:
         raise InvalidScheduleError(f"delay must not be negative (got {seconds:g} s)")
-    return now + timedelta(seconds=seconds) if seconds > 0 else None
+    return seconds
 
 
 class Jobkit:
@@ -136,6 +168,8 @@ class Jobkit:
         run_at: datetime | None = None,
     ) -> _Prepared:
         """Validate everything before anything is written or sent."""
+        if job_id is not None:
+            check_job_id(job_id)
         jt = get_job_type(job_type)
         model = jt.validate(payload)
         now = utcnow()
@@ -149,7 +183,7 @@ class Jobkit:
             else:
                 self.settings.require_scheduler()
         envelope = Envelope(
-            id=job_id or uuid.uuid4().hex,
+            id=uuid.uuid4().hex if job_id is None else job_id,
             type=jt.name,
             payload=model.model_dump(mode="json"),
             enqueued_at=now,
@@ -164,7 +198,7 @@ class Jobkit:
                 f"{jt.name} job is {size:,} bytes, over the SQS limit of "
                 f"{SQS_MAX_MESSAGE_BYTES:,}: keep payloads to references (ids)"
             )
-        return _Prepared(jt, envelope, body, delay_seconds, job_id is not None, due, schedule)
+        return _Prepared(jt, envelope, body, delay_seconds, due, schedule)
 
     def _item(self, prepared: _Prepared) -> Item:
         return new_item(
@@ -228,22 +262,24 @@ class Jobkit:
             self._dispatch(prepared)
         except Exception as exc:
             reason = redact(f"enqueue failed: could not send to queue: {exc}")
-            self.log.mark_send_failed(job.id, reason, prepared.job_type.retention.failed)
+            self.log.mark_send_failed(job, reason, prepared.job_type.retention.failed)
             raise EnqueueError(f"job {job.id}: {reason}") from exc
         return job
 
     def enqueue_many(self, requests: Iterable[EnqueueRequest]) -> EnqueueManyResult:
-        """Enqueue a batch: BatchWriteItem (25 a call) and SendMessageBatch (10 a call).
+        """Enqueue a batch, with `enqueue`'s semantics for every request.
 
-        Every request gets an outcome: invalid ones fail alone, ids that already exist come
-        back as existing jobs, writes and sends that keep failing are reported per job (and a
-        job whose message could not be sent is marked failed in the log). BatchWriteItem has no
-        conditions, so caller-given ids are looked up first; two concurrent batches with the
-        same new id can both send it, and the worker's claim still runs it once.
+        Each job is one conditional PutItem (written in parallel: the same write units as
+        BatchWriteItem, which has no conditions), then its messages go out with
+        SendMessageBatch (10 a call). Every request gets an outcome, in order: a bad request
+        fails alone; an id that exists comes back as that job, untouched; a job whose message
+        could not be sent is marked failed in the log and reported. Repeats of an id inside
+        the batch share the outcome of its first occurrence.
         """
         outcomes: dict[int, EnqueueOutcome] = {}
         prepared: dict[int, _Prepared] = {}
         first_of: dict[str, int] = {}
+        repeats: dict[int, int] = {}  # index -> index of the id's first occurrence
         for index, request in enumerate(requests):
             try:
                 p = self._prepare(
@@ -253,86 +289,69 @@ class Jobkit:
                 outcomes[index] = EnqueueOutcome(index, request.job_id, error=str(exc))
                 continue
             if p.envelope.id in first_of:
-                outcomes[index] = EnqueueOutcome(index, p.envelope.id)  # resolved below
+                repeats[index] = first_of[p.envelope.id]
                 continue
             first_of[p.envelope.id] = index
             prepared[index] = p
 
-        given = [p.envelope.id for p in prepared.values() if p.given_id]
-        existing = self.log.get_many(given) if given else {}
-        to_write = {i: p for i, p in prepared.items() if p.envelope.id not in existing}
-        for index, p in prepared.items():
-            if p.envelope.id in existing:
-                outcomes[index] = EnqueueOutcome(index, p.envelope.id, existing[p.envelope.id])
+        order = list(prepared)
+        written = self.log.put_new_many([self._item(prepared[i]) for i in order])
+        created: dict[int, tuple[_Prepared, Job]] = {}
+        for index, put in zip(order, written, strict=True):
+            p = prepared[index]
+            if isinstance(put, Exception):
+                reason = redact(f"job log write failed, not sent: {put}")
+                outcomes[index] = EnqueueOutcome(index, p.envelope.id, error=reason)
+            elif put[0]:
+                created[index] = (p, put[1])
+            else:
+                outcomes[index] = EnqueueOutcome(index, p.envelope.id, put[1])
+        outcomes.update(self._dispatch_many(created))
+        for index, first in repeats.items():
+            o = outcomes[first]
+            outcomes[index] = EnqueueOutcome(index, o.job_id, o.job, False, o.error)
+        return EnqueueManyResult([outcomes[i] for i in sorted(outcomes)])
 
-        items = {i: self._item(p) for i, p in to_write.items()}
-        unwritten = {str(it["pk"].get("S")) for it in self.log.put_many(list(items.values()))}
+    def _dispatch_many(
+        self, created: dict[int, tuple[_Prepared, Job]]
+    ) -> dict[int, EnqueueOutcome]:
+        """Send (or schedule) the messages of the jobs just written; a job whose message
+        cannot be sent is marked failed in the log."""
+        outcomes: dict[int, EnqueueOutcome] = {}
+        failures: dict[int, str] = {}
         by_queue: dict[str, list[queues.Outgoing]] = {}
-        for index, p in to_write.items():
-            if p.envelope.id in unwritten:
-                outcomes[index] = EnqueueOutcome(
-                    index, p.envelope.id, error="job log write kept failing (throttled); not sent"
+        for index, (p, _) in created.items():
+            if not p.schedule:
+                by_queue.setdefault(p.job_type.queue, []).append(
+                    queues.Outgoing(str(index), p.body, p.delay_seconds)
                 )
                 continue
-            if p.schedule:
-                try:
-                    self._schedule(p)
-                except Exception as exc:
-                    reason = redact(f"enqueue failed: could not create its schedule: {exc}")
-                    self.log.mark_send_failed(p.envelope.id, reason, p.job_type.retention.failed)
-                    outcomes[index] = EnqueueOutcome(index, p.envelope.id, error=reason)
-                else:
-                    outcomes[index] = EnqueueOutcome(index, p.envelope.id, self._job_of(p), True)
-                continue
-            by_queue.setdefault(p.job_type.queue, []).append(
-                queues.Outgoing(str(index), p.body, p.delay_seconds)
-            )
+            try:
+                self._schedule(p)
+            except Exception as exc:
+                failures[index] = f"could not create its schedule: {exc}"
         for queue, messages in by_queue.items():
             try:
                 failed = queues.send_many(self.settings.queue_url_of(queue), messages)
             except Exception as exc:
                 failed = {m.key: str(exc) for m in messages}
-            for message in messages:
-                index = int(message.key)
-                p = to_write[index]
-                if message.key in failed:
-                    reason = redact(
-                        f"enqueue failed: could not send to queue: {failed[message.key]}"
-                    )
-                    self.log.mark_send_failed(p.envelope.id, reason, p.job_type.retention.failed)
-                    outcomes[index] = EnqueueOutcome(index, p.envelope.id, error=reason)
-                else:
-                    job = self._job_of(p)
-                    outcomes[index] = EnqueueOutcome(index, p.envelope.id, job, created=True)
-
-        # Repeats inside the batch share the outcome of their first occurrence.
-        for index, outcome in list(outcomes.items()):
-            if outcome.job is None and outcome.error is None and outcome.job_id in first_of:
-                first = outcomes[first_of[outcome.job_id]]
-                outcomes[index] = EnqueueOutcome(
-                    index, outcome.job_id, first.job, False, first.error
-                )
-        return EnqueueManyResult([outcomes[i] for i in sorted(outcomes)])
-
-    def _job_of(self, p: _Prepared) -> Job:
-        now = p.envelope.enqueued_at
-        return Job(
-            id=p.envelope.id,
-            type=p.job_type.name,
-            queue=p.job_type.queue,
-            state=JobState.SCHEDULED if p.due else JobState.QUEUED,
-            max_attempts=p.job_type.max_attempts,
-            created_at=now,
-            updated_at=now,
-            payload=p.envelope.payload,
-            run_at=p.due,
-        )
+            failures.update(
+                {int(key): f"could not send to queue: {why}" for key, why in failed.items()}
+            )
+        for index, (p, job) in created.items():
+            if index in failures:
+                reason = redact(f"enqueue failed: {failures[index]}")
+                self.log.mark_send_failed(job, reason, p.job_type.retention.failed)
+                outcomes[index] = EnqueueOutcome(index, job.id, error=reason)
+            else:
+                outcomes[index] = EnqueueOutcome(index, job.id, job, created=True)
+        return outcomes
 
     # -- read ------------------------------------------------------------------------------
 
     def get_job(self, job_id: str) -> Job | None:
         """The job as the log has it now (a consistent read), or None."""
-        return self.log.get(job_id)
+        return self.log.get(check_job_id(job_id))
 
     def list_jobs(
         self,
@@ -343,7 +362,13 @@ class Jobkit:
         """Newest first. Uses the `by_state` index for off-happy-path states and the `by_type`
         index otherwise; never a Scan. Listing queued, running or succeeded jobs without a type
         walks the types declared in this process."""
-        wanted = JobState(state) if state is not None else None
+        try:
+            wanted = JobState(state) if state is not None else None
+        except ValueError:
+            known = ", ".join(s.value for s in JobState)
+            raise InvalidRequestError(f"unknown state {state!r} (one of: {known})") from None
+        if not isinstance(limit, int) or limit < 1:
+            raise InvalidRequestError(f"limit is a positive whole number, not {limit!r}")
         type_name = get_job_type(job_type).name if job_type is not None else None
         if wanted is not None and wanted in INDEXED_STATES:
             keys = self.log.query_index(
@@ -368,7 +393,7 @@ class Jobkit:
     def cancel(self, job_id: str) -> Job:
         """Cancel a scheduled, queued or retrying job (deleting its schedule, if any). A
         worker never runs a cancelled job; a running or finished one cannot be cancelled."""
-        job = self.log.get(job_id)  # for its type's retention; cancels are rare
+        job = self.log.get(check_job_id(job_id))  # for its type's retention; cancels are rare
         if job is None:
             raise JobNotFoundError(f"no job {job_id!r} in the job log")
         job_type = registered_job_types().get(job.type)
@@ -385,6 +410,36 @@ class Jobkit:
             schedules.delete(schedule, self.settings.require_scheduler()[0])
         return before.model_copy(update={"state": JobState.CANCELLED})
 
+    def run_now(self, job_id: str) -> Job:
+        """Run a scheduled (delayed) job now instead of at its due time: it becomes queued
+        and its message goes out at once; its schedule, if it has one, is deleted. A message
+        still waiting for the old due time finds the job taken and does nothing."""
+        job = self.log.get(check_job_id(job_id))
+        if job is None:
+            raise JobNotFoundError(f"no job {job_id!r} in the job log")
+        jt = get_job_type(job.type)
+        queue_url = self.settings.queue_url_of(jt.queue)
+        done, before, schedule = self.log.release(job_id)
+        if before is None:
+            raise JobNotFoundError(f"no job {job_id!r} in the job log")
+        if not done:
+            raise InvalidStateError(
+                f"job {job_id} is {before.state.value}: only a scheduled job can be run now"
+            )
+        envelope = Envelope(
+            id=before.id, type=before.type, payload=before.payload, enqueued_at=utcnow()
+        )
+        released = before.model_copy(update={"state": JobState.QUEUED, "run_at": utcnow()})
+        try:
+            queues.send(queue_url, envelope.to_json())
+        except Exception as exc:
+            reason = redact(f"run now failed: could not send to queue: {exc}")
+            self.log.mark_send_failed(released, reason, jt.retention.failed)
+            raise EnqueueError(f"job {job_id}: {reason}") from exc
+        if schedule:
+            schedules.delete(schedule, self.settings.require_scheduler()[0])
+        return released
+
     # -- recurring jobs ----------------------------------------------------------------------
 
     def schedule(
@@ -396,22 +451,40 @@ class Jobkit:
         *,
         timezone: str = "UTC",
         description: str = "",
-        enabled: bool = True,
+        enabled: bool | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
     ) -> RecurringSchedule:
         """Run a job on a cron or rate schedule, in a timezone; the same name again updates it.
 
         `cron` is AWS's six-field form, with or without `cron(...)` (`"0 2 * * ? *"`: 02:00
         every day), or `rate(...)`. Each run's job id is `<name>@<scheduled time, UTC>`, so a
-        run that Scheduler fires twice runs once. Everything is validated before any call.
+        run that Scheduler fires twice runs once.
+
+        `enabled`: None keeps an existing schedule's state (declaring a paused schedule again
+        does not resume it; a new one is enabled), True or False sets it. `start` and `end`
+        (timezone-aware) bound the runs: none before the start, none after the end; a rate
+        counts from its start, else from its creation. They belong to the declaration: left
+        out, they are removed. A cron that never fires, or a start and end with no run between
+        them, is refused. Everything is validated before anything is written.
+
+        Requests: a new schedule is one CreateSchedule, and its answer needs no read (a rate
+        counts from its creation, now). An existing one is that CreateSchedule refused, one
+        GetSchedule (the state to keep, the creation a rate counts from, the start it has) and
+        one UpdateSchedule.
         """
+        now = utcnow()
         recurring.check_name(name)
-        expression = recurring.normalize(cron, timezone)
+        expression = recurring.normalize(cron, timezone, now)
         jt = get_job_type(job_type)
         body = recurring.target_input(name, jt.name, jt.validate(payload).model_dump(mode="json"))
         group, role = self.settings.require_recurring()
         queue_url = self.settings.queue_url_of(jt.queue)
         dlq_url = self.settings.dead_letter_queues.get(jt.queue)
-        definition = schedules.put_recurring(
+        # A start already passed can only be the one the schedule has: read it first.
+        existing = schedules.get(name, group) if recurring.start_passed(start, now) else None
+        window = recurring.check_window(expression, timezone, start, end, now, existing)
+        definition = schedules.recurring_definition(
             name,
             group,
             expression,
@@ -421,11 +494,24 @@ class Jobkit:
             body,
             queues.arn_of(dlq_url) if dlq_url else None,
             description or f"jobkit: {jt.name}",
-            enabled,
+            *window,
         )
-        return recurring.from_definition(definition, utcnow())
+        made = None
+        if existing is None:
+            made = schedules.create_recurring(definition, enabled is not False)
+        if made is None:  # it exists: update it
+            existing = existing or schedules.get(name, group)
+            if existing is None:
+                raise JobkitError(f"schedule {name!r} was deleted meanwhile: declare it again")
+            # Checked again against the schedule as it stands (its creation, its start).
+            recurring.check_window(expression, timezone, start, end, now, existing)
+            made = schedules.update_recurring(definition, enabled, existing)
+        # A new schedule has no CreationDate here: it was created just now, so the next run
+        # of a rate is counted from now, within the milliseconds of the call.
+        return recurring.from_definition(made, utcnow())
 
     def get_schedule(self, name: str) -> RecurringSchedule:
+        recurring.check_name(name)
         definition = schedules.get(name, self.settings.require_recurring()[0])
         if definition is None:
             raise ScheduleNotFoundError(f"no recurring schedule {name!r}")
@@ -442,18 +528,25 @@ class Jobkit:
         return self._set_state(name, enabled=False)
 
     def resume_schedule(self, name: str) -> RecurringSchedule:
+        """Let a paused schedule fire again: its next run is the first one after now (the runs
+        it missed while paused never happen)."""
         return self._set_state(name, enabled=True)
 
     def _set_state(self, name: str, enabled: bool) -> RecurringSchedule:
+        """One GetSchedule, and an UpdateSchedule only if the state changes (it keeps the whole
+        definition, start and end included)."""
+        recurring.check_name(name)
         definition = schedules.get(name, self.settings.require_recurring()[0])
         if definition is None:
             raise ScheduleNotFoundError(f"no recurring schedule {name!r}")
-        schedules.set_state(definition, enabled)
         state = "ENABLED" if enabled else "DISABLED"
+        if definition.get("State") != state:
+            schedules.set_state(definition, enabled)
         return recurring.from_definition({**definition, "State": state}, utcnow())
 
     def delete_schedule(self, name: str) -> None:
         """Delete a recurring schedule; jobs of runs already fired are not affected."""
+        recurring.check_name(name)
         if not schedules.delete(name, self.settings.require_recurring()[0]):
             raise ScheduleNotFoundError(f"no recurring schedule {name!r}")
 
@@ -461,32 +554,26 @@ class Jobkit:
 
     def retry(self, job_id: str) -> Job:
         """Run a failed job again, with fresh attempts."""
-        job = self.log.get(job_id)
+        job = self.log.get(check_job_id(job_id))
         if job is None:
             raise JobNotFoundError(f"no job {job_id!r} in the job log")
         if job.state != JobState.FAILED:
             raise InvalidStateError(
                 f"job {job_id} is {job.state.value}; only a failed job can be retried"
             )
-        from botocore.exceptions import ClientError
-
-        try:
-            job = self.log.requeue(job_id, job.generation)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                raise InvalidStateError(
-                    f"job {job_id} changed while retrying it; look again"
-                ) from None
-            raise
-        jt = get_job_type(job.type)
+        jt = get_job_type(job.type)  # before anything changes: no worker could run it
+        queue_url = self.settings.queue_url_of(jt.queue)
+        requeued = self.log.requeue(job_id, job.generation)
+        if requeued is None:
+            raise InvalidStateError(f"job {job_id} changed while retrying it; look again")
         envelope = Envelope(id=job.id, type=job.type, payload=job.payload, enqueued_at=utcnow())
         try:
-            queues.send(self.settings.queue_url_of(jt.queue), envelope.to_json())
+            queues.send(queue_url, envelope.to_json())
         except Exception as exc:
             reason = redact(f"retry failed: could not send to queue: {exc}")
-            self.log.mark_send_failed(job.id, reason, jt.retention.failed)
+            self.log.mark_send_failed(requeued, reason, jt.retention.failed)
             raise EnqueueError(f"job {job.id}: {reason}") from exc
-        return job
+        return requeued
 
     def redrive(self, queue: str) -> RedriveResult:
         """Move a queue's dead letters back to it; each job starts again with fresh attempts.
@@ -515,7 +602,6 @@ class Jobkit:
 
     def _revive(self, body: str) -> str:
         """Reset the job of a dead letter to queued and strip the dead-letter mark."""
-        from botocore.exceptions import ClientError
         from pydantic import ValidationError
 
         try:
@@ -523,11 +609,8 @@ class Jobkit:
         except ValidationError:
             return body  # not a job envelope: moved back as it is, as SQS would
         if envelope.dead_letter is not None:
-            try:
-                self.log.requeue(envelope.id, envelope.dead_letter.generation)
-            except ClientError as exc:
-                if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                    raise
+            # Only the failure that was dead-lettered (a job since reset is left alone)
+            self.log.requeue(envelope.id, envelope.dead_letter.generation)
         return envelope.model_copy(update={"dead_letter": None}).to_json()
 
 

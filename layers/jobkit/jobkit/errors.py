@@ -1,4 +1,6 @@
-"""Every error jobkit raises. Producers catch `JobkitError`; processors raise the last two."""
+"""Every error jobkit raises. Producers catch `JobkitError` (`InvalidRequestError` for input
+that is wrong: fix the call, do not retry it); processors raise `PermanentError`,
+`TransientError` and `OutcomeUnknownError`."""
 
 from __future__ import annotations
 
@@ -11,7 +13,20 @@ class ConfigurationError(JobkitError):
     """Settings are missing or wrong (no table, no URL for a queue, ...)."""
 
 
-class JobValidationError(JobkitError):
+class DeclarationError(JobkitError, ValueError):
+    """A job type or worker is declared wrongly (a bad name, timeout, queue, ...)."""
+
+
+class InvalidRequestError(JobkitError, ValueError):
+    """The caller's input is wrong (a job id, a payload, a delay, a type name): the same call
+    will fail again. The CLI exits 2 on these, the HTTP API answers 4xx."""
+
+
+class InvalidJobIdError(InvalidRequestError):
+    """A job id that is empty, too long or has characters outside the allowed ones."""
+
+
+class JobValidationError(InvalidRequestError):
     """A payload does not match its job type's model. Names each bad field."""
 
     def __init__(self, job_type: str, errors: list[str]) -> None:
@@ -20,15 +35,15 @@ class JobValidationError(JobkitError):
         super().__init__(f"invalid payload for {job_type}: " + "; ".join(errors))
 
 
-class UnknownJobTypeError(JobkitError):
+class UnknownJobTypeError(InvalidRequestError):
     """No job type of that name is declared."""
 
 
-class EnvelopeTooLargeError(JobkitError):
+class EnvelopeTooLargeError(InvalidRequestError):
     """The job's message would exceed the SQS message size limit."""
 
 
-class InvalidScheduleError(JobkitError):
+class InvalidScheduleError(InvalidRequestError):
     """A delay, run time or schedule that cannot be honoured (negative, naive datetime, both
     given, an expression AWS would reject, an unknown timezone)."""
 
@@ -55,6 +70,18 @@ class TransientError(JobkitError):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class OutcomeUnknownError(TransientError):
+    """Raised by a processor (or an adapter) when a side effect may or may not have happened:
+    the request went out and no answer came back (a read timeout, a reset connection). An
+    `at_least_once` job type retries it; an `at_most_once` one fails it as "outcome unknown"
+    for a person to check, and never runs it again."""
+
+
+class LeaseLostError(JobkitError):
+    """`JobContext.heartbeat()` found that this attempt no longer holds the job (its lease
+    passed and another attempt took it over, or the job was finished meanwhile): stop."""
 
 
 class ScheduleNotFoundError(JobkitError):

@@ -8,7 +8,9 @@ schedule fails when it is declared, not silently at AWS or never at all.
 Cron follows AWS's six-field form: `*`, `?`, numbers, names (JAN-DEC, SUN-SAT), lists, ranges,
 steps, and the day specials `L` and `W` (day-of-month) and `L` and `#` (day-of-week);
 day-of-week 1-7 is SUN-SAT; one of the two day fields must be `?`. A wall-clock time a DST
-change skips does not fire; one it repeats fires once (the first).
+change skips does not fire; one it repeats fires once (the first). A cron's occurrences are
+looked for up to 2199, AWS's last cron year: `next_after` is None for one that has none left
+(30 February, only past years), which `jobkit.recurring.normalize` refuses.
 
 Hand-written: the PyPI packages that read AWS's form (pyawscron, aws-cron-parser) work in UTC
 only and are thinly maintained, croniter rejects the six-field form, and the DST handling in
@@ -39,9 +41,19 @@ class Expression(Protocol):
 
 
 def zone(name: str | None) -> ZoneInfo:
-    """The IANA timezone of that name, or a clear error."""
+    """The IANA timezone of that name (None: UTC), or a clear error.
+
+    An empty name is an error, not UTC: Scheduler refuses an empty
+    `ScheduleExpressionTimezone`, so accepting it here would only move the failure to AWS.
+    """
+    if name is None:
+        return ZoneInfo("UTC")
+    if not name.strip():
+        raise InvalidScheduleError(
+            "the timezone is empty: give an IANA name such as 'Europe/Berlin' (or 'UTC')"
+        )
     try:
-        return ZoneInfo(name or "UTC")
+        return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as error:
         raise InvalidScheduleError(
             f"unknown timezone {name!r} (use an IANA name such as 'Europe/Berlin')"
@@ -86,6 +98,7 @@ _CRON_FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (
     ("year", 1970, 2199, {}),
 )
 _SIX_FIELDS = "minutes hours day-of-month month day-of-week year"
+_LAST_YEAR = _CRON_FIELDS[5][2]  # AWS's cron years end there
 
 DayRule = Callable[[date], bool]
 
@@ -231,18 +244,32 @@ class Cron:
         return cls(minutes, hours, months, years, rule, tz)
 
     def next_after(self, after: datetime) -> datetime | None:
+        """The first occurrence after `after`, up to AWS's last cron year (None: never again).
+
+        Whether a day rule matches some day of a month depends only on the month's shape (its
+        number, leap year or not, the weekday of its 1st: 168 shapes), so a month whose shape
+        matches no day is skipped whole: a cron that can never fire (30 February) is known to
+        within milliseconds, over all the years up to 2199.
+        """
         local = after.astimezone(self.zone)
         day = local.date()
-        last_year = max(self.years) if self.years is not None else day.year + 30
+        last_year = max(self.years) if self.years is not None else _LAST_YEAR
         minutes = sorted(self.minutes) if self.minutes is not None else range(60)
         hours = sorted(self.hours) if self.hours is not None else range(24)
+        shapes: dict[tuple[int, bool, int], bool] = {}
+        month_seen: tuple[int, int] | None = None
         while day.year <= last_year:
             if self.years is not None and day.year not in self.years:
                 day = date(day.year + 1, 1, 1)
                 continue
             if self.months is not None and day.month not in self.months:
-                day = (day.replace(day=1) + timedelta(days=32)).replace(day=1)
+                day = _next_month(day)
                 continue
+            if month_seen != (day.year, day.month):
+                month_seen = (day.year, day.month)
+                if not self._month_matches(day, shapes):
+                    day = _next_month(day)
+                    continue
             if self.day_rule(day):
                 for hour in hours:
                     for minute in minutes:
@@ -254,6 +281,21 @@ class Cron:
                             return moment
             day += timedelta(days=1)
         return None
+
+    def _month_matches(self, day: date, shapes: dict[tuple[int, bool, int], bool]) -> bool:
+        """Whether the day rule matches any day of `day`'s month (cached by the month's shape)."""
+        first = day.replace(day=1)
+        shape = (day.month, calendar.isleap(day.year), first.weekday())
+        found = shapes.get(shape)
+        if found is None:
+            found = shapes[shape] = any(
+                self.day_rule(first + timedelta(days=i)) for i in range(_last_day(first))
+            )
+        return found
+
+
+def _next_month(day: date) -> date:
+    return (day.replace(day=1) + timedelta(days=32)).replace(day=1)
 
 
 _AT = re.compile(r"^at\((\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})\)$")

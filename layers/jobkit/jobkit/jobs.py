@@ -7,12 +7,13 @@ import math
 import random
 from dataclasses import dataclass, field
 from datetime import timedelta
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
-from jobkit.errors import JobValidationError, UnknownJobTypeError
+from jobkit.errors import DeclarationError, JobValidationError, UnknownJobTypeError
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,24 @@ class Retention:
     cancelled: timedelta = timedelta(days=7)
 
 
+class Guarantee(StrEnum):
+    """What a job type promises about its side effect (the email sent, the webhook posted)
+    when a worker dies between doing it and recording it.
+
+    - `at_least_once` (the default): the job is run again by the next attempt, so the side
+      effect may happen twice. Right when a miss is worse than a repeat, or the far side
+      deduplicates (an idempotency key).
+    - `at_most_once`: the claim marks the attempt before the processor runs; a job found
+      still marked by an attempt that never finished (a crash, a timeout) is failed as
+      "outcome unknown" for a person to check, never run again. So are errors that leave the
+      outcome unknown (`OutcomeUnknownError`, and any exception but a `TransientError`). Right
+      when a repeat is worse than a miss.
+    """
+
+    AT_LEAST_ONCE = "at_least_once"
+    AT_MOST_ONCE = "at_most_once"
+
+
 _REGISTRY: dict[str, JobType] = {}
 
 
@@ -64,16 +83,18 @@ class JobType:
     timeout: float = 25.0
     retention: Retention = field(default_factory=Retention)
     description: str = ""
+    guarantee: Guarantee = Guarantee.AT_LEAST_ONCE
 
     def __post_init__(self) -> None:
         if not self.name or " " in self.name:
-            raise ValueError(
+            raise DeclarationError(
                 f"job type name must be one word like 'email.send_invite', not {self.name!r}"
             )
         if self.max_attempts < 1:
-            raise ValueError(f"{self.name}: max_attempts must be at least 1")
-        if self.timeout <= 0:
-            raise ValueError(f"{self.name}: timeout must be positive")
+            raise DeclarationError(f"{self.name}: max_attempts must be at least 1")
+        if not 0 < self.timeout < math.inf:
+            raise DeclarationError(f"{self.name}: timeout must be a positive number of seconds")
+        object.__setattr__(self, "guarantee", Guarantee(self.guarantee))
         _REGISTRY[self.name] = self
 
     def validate(self, payload: BaseModel | dict[str, Any]) -> BaseModel:

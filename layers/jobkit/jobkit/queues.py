@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from jobkit import aws
+from jobkit.models import SQS_MAX_DELAY_SECONDS
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.type_defs import MessageAttributeValueTypeDef
@@ -85,6 +86,39 @@ def hide(queue_url: str, receipt_handle: str, seconds: float) -> None:
     aws.sqs().change_message_visibility(
         QueueUrl=queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=timeout
     )
+
+
+def hide_quietly(queue_url: str, receipt_handle: str, seconds: float) -> bool:
+    """`hide`, reporting failure (an expired receipt handle, ...) instead of raising it."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        hide(queue_url, receipt_handle, seconds)
+    except (BotoCoreError, ClientError):
+        return False
+    return True
+
+
+def resend(queue_url: str, body: str, seconds: float, attributes: dict[str, str]) -> bool:
+    """Send a fresh copy of a message, due after `seconds` (at most SQS's 15 minutes; a later
+    one is held again when it comes). False if it could not be sent."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    extra: dict[str, Any] = {}
+    if attributes:
+        extra["MessageAttributes"] = {
+            name: {"DataType": "String", "StringValue": value} for name, value in attributes.items()
+        }
+    try:
+        aws.sqs().send_message(
+            QueueUrl=queue_url,
+            MessageBody=body,
+            DelaySeconds=min(max(math.ceil(seconds), 0), SQS_MAX_DELAY_SECONDS),
+            **extra,
+        )
+    except (BotoCoreError, ClientError):
+        return False
+    return True
 
 
 def dead_letter(dlq_url: str, body: str, reason: str, job_id: str | None, source: str) -> None:

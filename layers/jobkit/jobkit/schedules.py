@@ -4,10 +4,13 @@ recurring (cron/rate) schedules that send one every time they fire."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 from jobkit import aws
+from jobkit.errors import InvalidScheduleError
 
 # Scheduler fires within about a minute of a schedule's time: schedule this much earlier and
 # let the worker hide the message for the rest of the wait (the envelope's `not_before`).
@@ -53,7 +56,7 @@ def create_at(
     )
 
 
-def put_recurring(
+def recurring_definition(
     name: str,
     group: str,
     expression: str,
@@ -63,11 +66,11 @@ def put_recurring(
     body: str,
     dead_letter_arn: str | None,
     description: str,
-    enabled: bool,
+    start: datetime | None = None,
+    end: datetime | None = None,
 ) -> dict[str, Any]:
-    """Create a recurring schedule, or update the one of that name; returns its definition."""
-    from botocore.exceptions import ClientError
-
+    """A recurring schedule's definition, its state aside. Start and end are part of it:
+    UpdateSchedule replaces the whole definition, so leaving them out removes them."""
     definition: dict[str, Any] = {
         "Name": name,
         "GroupName": group,
@@ -75,17 +78,61 @@ def put_recurring(
         "ScheduleExpressionTimezone": timezone,
         "FlexibleTimeWindow": {"Mode": "OFF"},
         "Description": description,
-        "State": "ENABLED" if enabled else "DISABLED",
         "Target": _target(target_arn, role_arn, body, dead_letter_arn),
     }
-    scheduler = aws.client("scheduler")
-    try:
-        scheduler.create_schedule(**definition)
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] != "ConflictException":
-            raise
-        scheduler.update_schedule(**definition)
+    if start is not None:
+        definition["StartDate"] = start
+    if end is not None:
+        definition["EndDate"] = end
     return definition
+
+
+def create_recurring(definition: dict[str, Any], enabled: bool) -> dict[str, Any] | None:
+    """Create a recurring schedule; returns its definition (with no `CreationDate`: it was
+    created now), or None if one of that name exists (ConflictException)."""
+    from botocore.exceptions import ClientError
+
+    state = "ENABLED" if enabled else "DISABLED"
+    with _refused(definition["Name"]):
+        try:
+            aws.client("scheduler").create_schedule(**definition, State=state)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConflictException":
+                raise
+            return None
+    return {**definition, "State": state}
+
+
+def update_recurring(
+    definition: dict[str, Any], enabled: bool | None, existing: dict[str, Any]
+) -> dict[str, Any]:
+    """Replace `existing` (its GetSchedule answer) with `definition`; `enabled` None keeps its
+    state. Returns the definition as it now stands, with the existing `CreationDate`."""
+    if enabled is None:
+        state = str(existing.get("State") or "ENABLED")
+    else:
+        state = "ENABLED" if enabled else "DISABLED"
+    with _refused(definition["Name"]):
+        aws.client("scheduler").update_schedule(**definition, State=state)
+    created = existing.get("CreationDate")
+    return {**definition, "State": state, **({"CreationDate": created} if created else {})}
+
+
+@contextmanager
+def _refused(name: str) -> Iterator[None]:
+    """What Scheduler refuses as invalid (or botocore before it) -> InvalidScheduleError."""
+    from botocore.exceptions import ClientError, ParamValidationError
+
+    try:
+        yield
+    except ParamValidationError as exc:
+        reason = " ".join(str(exc).split())
+        raise InvalidScheduleError(f"schedule {name}: {reason}") from exc
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ValidationException":
+            raise
+        reason = exc.response["Error"].get("Message") or str(exc)
+        raise InvalidScheduleError(f"schedule {name}: Scheduler refused it: {reason}") from exc
 
 
 def get(name: str, group: str) -> dict[str, Any] | None:
@@ -123,9 +170,13 @@ _UPDATABLE = (
 
 
 def set_state(definition: dict[str, Any], enabled: bool) -> None:
-    """Enable or disable a schedule (UpdateSchedule replaces the whole definition)."""
+    """Enable or disable a schedule. UpdateSchedule replaces the whole definition, so every
+    field GetSchedule returned goes back as it was (start and end dates included)."""
     update = {k: definition[k] for k in _UPDATABLE if definition.get(k) is not None}
-    aws.client("scheduler").update_schedule(**update, State="ENABLED" if enabled else "DISABLED")
+    with _refused(definition["Name"]):
+        aws.client("scheduler").update_schedule(
+            **update, State="ENABLED" if enabled else "DISABLED"
+        )
 
 
 def delete(name: str, group: str) -> bool:

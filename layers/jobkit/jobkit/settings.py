@@ -30,6 +30,12 @@ class Settings(BaseSettings):
     worker_queue: str = Field(default="", description="The queue this worker consumes.")
     queue_url: str = Field(default="", description="URL of this worker's queue.")
     dead_letter_queue_url: str = Field(default="", description="URL of this worker's DLQ.")
+    max_receive_count: int = Field(
+        default=10,
+        ge=2,
+        description="This worker's queue's redrive maxReceiveCount: a message deferred this "
+        "often is replaced by a fresh copy before SQS would move it to the DLQ.",
+    )
 
     @field_validator("queues", "dead_letter_queues", mode="before")
     @classmethod

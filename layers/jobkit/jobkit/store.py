@@ -22,8 +22,9 @@ import re
 import time
 import zlib
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -47,7 +48,6 @@ INDEXED_STATES = frozenset(
 CANCELLABLE = (JobState.SCHEDULED, JobState.QUEUED, JobState.RETRYING)
 BY_TYPE = "by_type"
 BY_STATE = "by_state"
-_FINISHED = (JobState.SUCCEEDED.value, JobState.FAILED.value, JobState.CANCELLED.value)
 
 
 _ATTRIBUTES = (
@@ -180,7 +180,13 @@ def job_from_item(item: dict[str, Any]) -> Job:
         payload=loads("payload") or {},
         generation=get("generation") or 0,
         run_at=get("run_at"),
+        lease_until=_from_ms(get("lease_until")) if get("state") == "running" else None,
+        next_attempt_at=get("next_attempt_at") if get("state") == "retrying" else None,
     )
+
+
+def _from_ms(value: int | float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value / 1000, UTC)
 
 
 class ClaimOutcome(Enum):
@@ -188,6 +194,10 @@ class ClaimOutcome(Enum):
     FINISHED = "finished"  # already succeeded, failed or cancelled: drop the message
     BUSY = "busy"  # another worker holds an unexpired lease: look again when it ends
     MISSING = "missing"  # no such job in the log (a producer that skipped enqueue)
+    MISMATCH = "mismatch"  # the log's job has another type or payload than the message
+    # An attempt that never finished (its lease passed) and may not be taken over: it was
+    # the last one, or the type is at_most_once. The worker fails the job (`fail_as_found`).
+    ABANDONED = "abandoned"
 
 
 @dataclass(frozen=True)
@@ -210,8 +220,89 @@ def _conflict_item(exc: Exception) -> dict[str, Any] | None:
     return dict(exc.response.get("Item") or {}) or None  # type: ignore[call-overload]
 
 
+def _refused_claim(
+    old_item: dict[str, Any] | None,
+    job_type: str | None,
+    payload: AttributeValueTypeDef | None,
+    now_ms_: int,
+) -> Claim:
+    """Why a claim's condition failed, from the item as it was."""
+    if old_item is None:
+        return Claim(ClaimOutcome.MISSING)
+    job = job_from_item(old_item)
+    if job_type is not None and (job.type != job_type or old_item.get("payload") != payload):
+        return Claim(ClaimOutcome.MISMATCH, job)
+    if job.state == JobState.RUNNING:
+        lease_ms = int(old_item.get("lease_until", {}).get("N", "0"))
+        if lease_ms >= now_ms_:
+            return Claim(ClaimOutcome.BUSY, job, (lease_ms - now_ms_) / 1000)
+        return Claim(ClaimOutcome.ABANDONED, job)
+    if not job.state.finished and job.attempts >= job.max_attempts:
+        return Claim(ClaimOutcome.ABANDONED, job)  # cannot happen by jobkit's own writes
+    # finished, or a dead letter of an older generation (the job was reset since)
+    return Claim(ClaimOutcome.FINISHED, job)
+
+
 def _ttl(retention: timedelta, now: datetime) -> AttributeValueTypeDef:
     return _n(int((now + retention).timestamp()))
+
+
+# DynamoDB errors that pass with time.
+_PASSING_ERRORS = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "TransactionConflictException",
+    }
+)
+
+
+def _retried(exc: Exception) -> bool:
+    """Did botocore send the request more than once (an earlier try may have landed)?"""
+    response = getattr(exc, "response", None) or {}
+    return int(response.get("ResponseMetadata", {}).get("RetryAttempts", 0) or 0) > 0
+
+
+_ASSIGNMENT = re.compile(r"^(\w+) = (:\w+)$")
+
+
+def _applied(
+    update: str, values: dict[str, AttributeValueTypeDef], item: dict[str, Any] | None
+) -> bool:
+    """Is `item` already what the update `SET a = :x, ... [REMOVE b, ...]` makes of it?"""
+    if item is None:
+        return False
+    sets, _, removes = update.removeprefix("SET ").partition(" REMOVE ")
+    for assignment in sets.split(", "):
+        match = _ASSIGNMENT.match(assignment.strip())
+        if match is None or item.get(match.group(1)) != values[match.group(2)]:
+            return False
+    return not any(name.strip() in item for name in removes.split(",") if name.strip())
+
+
+def _time_for(pause: float, until: float | None) -> bool:
+    """Is there time to wait `pause` s and try again before `until` (monotonic)?"""
+    return until is not None and time.monotonic() + pause < until
+
+
+def _failed(
+    job_id: str, error: str, retention: timedelta, now: datetime
+) -> tuple[str, dict[str, AttributeValueTypeDef]]:
+    """The update that makes a job failed (it enters `by_state`, and expires in time)."""
+    return (
+        "SET state = :failed, error = :error, finished_at = :now, updated_at = :now, "
+        "state_shard = :shard, expires_at = :ttl REMOVE lease_until",
+        {
+            ":failed": _s(JobState.FAILED.value),
+            ":error": _s(error),
+            ":now": _s(iso(now)),
+            ":shard": _s(f"failed#{shard_of(job_id)}"),
+            ":ttl": _ttl(retention, now),
+        },
+    )
 
 
 class JobLog:
@@ -235,26 +326,32 @@ class JobLog:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
-            return False, job_from_item(_conflict_item(exc) or {})
+            existing = _conflict_item(exc) or {}
+            # botocore retried a put whose first try did land (a timeout, a reset): the item
+            # in the way is this very one, so this call did create the job.
+            return _retried(exc) and existing == item, job_from_item(existing)
         return True, job_from_item(item)
 
-    def put_many(self, items: list[Item], attempts: int = 6) -> list[Item]:
-        """BatchWriteItem, 25 at a time, retrying unprocessed items with backoff.
+    def put_new_many(self, items: list[Item]) -> list[tuple[bool, Job] | Exception]:
+        """`put_new` for each item, in parallel: (created, job), or the error of that write.
 
-        Returns the items that could not be written. BatchWriteItem has no conditions, so
-        callers check for existing ids first (see `Jobkit.enqueue_many`).
+        One conditional PutItem per job rather than BatchWriteItem, which has no conditions:
+        DynamoDB bills the same write units for either (a unit per KB of each item), and only
+        the condition makes one caller the creator of an id and hands everyone else the job
+        that exists, untouched.
         """
-        failed: list[Item] = []
-        for start in range(0, len(items), 25):
-            pending = [{"PutRequest": {"Item": it}} for it in items[start : start + 25]]
-            for attempt in range(attempts):
-                response = aws.dynamodb().batch_write_item(RequestItems={self.table: pending})  # type: ignore[dict-item]
-                pending = list(response.get("UnprocessedItems", {}).get(self.table, []))  # type: ignore[arg-type]
-                if not pending:
-                    break
-                time.sleep(min(0.05 * 2**attempt, 1.0))
-            failed.extend(req["PutRequest"]["Item"] for req in pending)
-        return failed
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        def put(item: Item) -> tuple[bool, Job] | Exception:
+            try:
+                return self.put_new(item)
+            except (BotoCoreError, ClientError) as exc:
+                return exc
+
+        if len(items) <= 1:
+            return [put(item) for item in items]
+        with ThreadPoolExecutor(min(aws.ENQUEUE_THREADS, len(items))) as pool:
+            return list(pool.map(put, items))
 
     def get(self, job_id: str) -> Job | None:
         response = aws.dynamodb().get_item(
@@ -283,46 +380,54 @@ class JobLog:
                 time.sleep(min(0.05 * 2**attempt, 1.0))
         return found
 
-    def mark_send_failed(self, job_id: str, error: str, retention: timedelta) -> None:
-        """The message never reached its queue: the log must say so, or the job is lost."""
+    def mark_send_failed(self, job: Job, error: str, retention: timedelta) -> bool:
+        """The message never reached its queue: the log must say so, or the job is lost.
+
+        Only while the job is as the sender left it (`job`: its state, no attempt yet, its
+        generation); False if it has moved on (the message did arrive after all and a worker
+        claimed it) or is not there."""
         now = utcnow()
-        self._update(
-            job_id,
+        return self._conditional(
+            job.id,
             "SET state = :failed, error = :error, updated_at = :now, finished_at = :now, "
             "state_shard = :shard, expires_at = :ttl",
             {
                 ":failed": _s(JobState.FAILED.value),
                 ":error": _s(error),
                 ":now": _s(iso(now)),
-                ":shard": _s(f"failed#{shard_of(job_id)}"),
+                ":shard": _s(f"failed#{shard_of(job.id)}"),
                 ":ttl": _ttl(retention, now),
+                ":sent": _s(job.state.value),
+                ":zero": _n(0),
+                ":gen": _n(job.generation),
             },
+            "state = :sent AND attempts = :zero AND generation = :gen",
         )
 
-    def requeue(self, job_id: str, generation: int | None = None) -> Job:
-        """failed -> queued with fresh attempts (retry by id, DLQ redrive).
+    def requeue(self, job_id: str, generation: int) -> Job | None:
+        """failed -> queued with fresh attempts (retry by id, DLQ redrive), only while the job
+        is still the failure of that `generation`; None when it is not."""
+        from botocore.exceptions import ClientError
 
-        With `generation`, only if the job is still the failure that was dead-lettered.
-        """
-        condition = "state = :failed"
-        values: dict[str, AttributeValueTypeDef] = {
-            ":failed": _s(JobState.FAILED.value),
-            ":queued": _s(JobState.QUEUED.value),
-            ":zero": _n(0),
-            ":one": _n(1),
-            ":now": _s(iso(utcnow())),
-        }
-        if generation is not None:
-            condition += " AND generation = :gen"
-            values[":gen"] = _n(generation)
-        response = self._update(
-            job_id,
-            "SET state = :queued, attempts = :zero, generation = generation + :one, "
-            "updated_at = :now REMOVE state_shard, expires_at, finished_at, lease_until",
-            values,
-            condition=condition,
-            returns="ALL_NEW",
-        )
+        try:
+            response = self._update(
+                job_id,
+                "SET state = :queued, attempts = :zero, generation = generation + :one, "
+                "updated_at = :now REMOVE state_shard, expires_at, finished_at, lease_until",
+                {
+                    ":failed": _s(JobState.FAILED.value),
+                    ":queued": _s(JobState.QUEUED.value),
+                    ":zero": _n(0),
+                    ":one": _n(1),
+                    ":now": _s(iso(utcnow())),
+                    ":gen": _n(generation),
+                },
+                condition="state = :failed AND generation = :gen",
+                returns="ALL_NEW",
+            )
+        except ClientError as exc:
+            _conflict_item(exc)  # anything but a failed condition is raised again
+            return None
         return job_from_item(response["Attributes"])
 
     # -- workers ---------------------------------------------------------------------------
@@ -332,13 +437,19 @@ class JobLog:
         job_id: str,
         lease_seconds: float,
         dead_letter_generation: int | None = None,
+        *,
+        job_type: str | None = None,
+        payload: dict[str, Any] | None = None,
+        take_over: bool = True,
     ) -> Claim:
-        """Take the job for one attempt: running, attempts + 1, lease until now + timeout.
+        """Take the job for one attempt: running, attempts + 1, lease until now + lease.
 
-        Allowed from queued or retrying, or from running once the lease has passed (the
-        previous worker crashed or timed out). A redriven dead-letter message
-        (`dead_letter_generation`) may also take a failed job of that generation, with fresh
-        attempts.
+        Allowed from scheduled, queued or retrying, or, with `take_over`, from running once
+        the lease has passed (the previous attempt crashed or timed out) if attempts are
+        left. A redriven dead-letter message (`dead_letter_generation`) may instead take a
+        failed job of that generation, with fresh attempts. With `job_type` and `payload`,
+        only a job that is exactly that (the message must agree with the log); a job that is
+        not comes back as MISMATCH, unchanged.
         """
         from botocore.exceptions import ClientError
 
@@ -346,56 +457,56 @@ class JobLog:
         now_ms_ = int(now.timestamp() * 1000)
         values: dict[str, AttributeValueTypeDef] = {
             ":running": _s(JobState.RUNNING.value),
-            ":scheduled": _s(JobState.SCHEDULED.value),
-            ":queued": _s(JobState.QUEUED.value),
-            ":retrying": _s(JobState.RETRYING.value),
             ":one": _n(1),
             ":now": _s(iso(now)),
-            ":now_ms": _n(now_ms_),
             ":lease": _n(now_ms_ + int(lease_seconds * 1000)),
         }
-        condition = (
-            "state IN (:scheduled, :queued, :retrying) "
-            "OR (state = :running AND lease_until < :now_ms)"
-        )
-        update = (
-            "SET state = :running, attempts = attempts + :one, lease_until = :lease, "
-            "started_at = :now, updated_at = :now REMOVE state_shard"
-        )
-        if dead_letter_generation is not None:
+        if dead_letter_generation is None:
+            condition = "state IN (:scheduled, :queued, :retrying)"
+            values.update(
+                {
+                    ":scheduled": _s(JobState.SCHEDULED.value),
+                    ":queued": _s(JobState.QUEUED.value),
+                    ":retrying": _s(JobState.RETRYING.value),
+                }
+            )
+            if take_over:
+                condition += " OR (state = :running AND lease_until < :now_ms)"
+                values[":now_ms"] = _n(now_ms_)
+            # Attempts never go past the job's max_attempts.
+            condition = f"({condition}) AND attempts < max_attempts"
+            update = (
+                "SET state = :running, attempts = attempts + :one, lease_until = :lease, "
+                "started_at = :now, updated_at = :now REMOVE state_shard, next_attempt_at"
+            )
+        else:
             condition = "state = :failed AND generation = :gen"
             update = (
                 "SET state = :running, attempts = :one, generation = generation + :one, "
                 "lease_until = :lease, started_at = :now, updated_at = :now "
                 "REMOVE state_shard, expires_at, finished_at"
             )
-            values.pop(":scheduled")
-            values.pop(":queued")
-            values.pop(":retrying")
-            values.pop(":now_ms")
             values[":failed"] = _s(JobState.FAILED.value)
             values[":gen"] = _n(dead_letter_generation)
+        if job_type is not None:
+            condition += " AND type = :type AND payload = :payload"
+            values[":type"] = _s(job_type)
+            values[":payload"] = _json(payload or {})
         try:
             response = self._update(
                 job_id,
                 update,
                 values,
-                condition=f"attribute_exists(pk) AND ({condition})",
+                condition=f"attribute_exists(pk) AND {condition}",
                 returns="ALL_NEW",
                 on_conflict="ALL_OLD",
             )
         except ClientError as exc:
-            old_item = _conflict_item(exc)
-            if old_item is None:
-                return Claim(ClaimOutcome.MISSING)
-            job = job_from_item(old_item)
-            if job.state == JobState.RUNNING:
-                lease_ms = int(old_item.get("lease_until", {}).get("N", "0"))
-                return Claim(ClaimOutcome.BUSY, job, max((lease_ms - now_ms_) / 1000, 0.0))
-            if job.state.finished:
-                return Claim(ClaimOutcome.FINISHED, job)
-            # queued/retrying again: a dead letter of an older generation, reset since
-            return Claim(ClaimOutcome.FINISHED, job)
+            old = _conflict_item(exc)
+            mine = (values[":lease"], values[":now"])
+            if old and _retried(exc) and (old.get("lease_until"), old.get("started_at")) == mine:
+                return Claim(ClaimOutcome.CLAIMED, job_from_item(old))  # a retry of this claim
+            return _refused_claim(old, job_type, values.get(":payload"), now_ms_)
         return Claim(ClaimOutcome.CLAIMED, job_from_item(response["Attributes"]))
 
     def adopt(
@@ -406,8 +517,11 @@ class JobLog:
         max_attempts: int,
         payload: dict[str, Any],
         lease_seconds: float,
+        *,
+        take_over: bool = True,
     ) -> Claim:
-        """Create the log item of a job whose producer sent it straight to SQS, claimed."""
+        """Create the log item of a job whose producer sent it straight to SQS, claimed; if
+        the job is there already, claim it (it must be the same job)."""
         item = new_item(job_id, job_type, queue, max_attempts, payload, JobState.RUNNING)
         item["attempts"] = _n(1)
         item["started_at"] = item["updated_at"]
@@ -415,12 +529,43 @@ class JobLog:
         created, job = self.put_new(item)
         if created:
             return Claim(ClaimOutcome.CLAIMED, job)
-        return self.claim(job_id, lease_seconds)
+        return self.claim(
+            job_id, lease_seconds, job_type=job_type, payload=payload, take_over=take_over
+        )
+
+    def record_unrunnable(
+        self,
+        job_id: str,
+        job_type: str,
+        queue: str,
+        payload: dict[str, Any],
+        error: str,
+        retention: timedelta,
+    ) -> tuple[bool, Job]:
+        """Log a message no worker can run (unknown type, another queue's type) as a failed
+        job, unless a job with its id exists: that one is never touched. (created, job)."""
+        now = utcnow()
+        item = new_item(job_id, job_type, queue, 1, payload, JobState.FAILED, now=now)
+        item["error"] = _s(error)
+        item["finished_at"] = item["updated_at"]
+        item["expires_at"] = _ttl(retention, now)
+        return self.put_new(item)
 
     def succeed(
-        self, job_id: str, attempt: int, result: Any, duration_ms: int, retention: timedelta
+        self,
+        job_id: str,
+        attempt: int,
+        result: Any,
+        duration_ms: int,
+        retention: timedelta,
+        *,
+        until: float | None = None,
     ) -> bool:
-        """running -> succeeded; False when this attempt no longer holds the job."""
+        """running -> succeeded; False when this attempt no longer holds the job.
+
+        `until` (a `time.monotonic()` moment, the end of the attempt's lease): an error that
+        may pass (throttling, a network fault) is retried until then, not given up at once.
+        The same holds for `retrying`, `fail` and `fail_as_found`."""
         now = utcnow()
         return self._finish(
             job_id,
@@ -434,9 +579,12 @@ class JobLog:
                 ":now": _s(iso(now)),
                 ":ttl": _ttl(retention, now),
             },
+            until=until,
         )
 
-    def retrying(self, job_id: str, attempt: int, error: str, delay: float) -> bool:
+    def retrying(
+        self, job_id: str, attempt: int, error: str, delay: float, *, until: float | None = None
+    ) -> bool:
         """running -> retrying after a transient error; the message returns after `delay`."""
         now = utcnow()
         return self._finish(
@@ -451,29 +599,41 @@ class JobLog:
                 ":next": _s(iso(now + timedelta(seconds=delay))),
                 ":shard": _s(f"retrying#{shard_of(job_id)}"),
             },
+            until=until,
         )
 
-    def fail(self, job_id: str, attempt: int | None, error: str, retention: timedelta) -> bool:
-        """-> failed. With `attempt`, only from that running attempt; without, from any state
-        but a finished one (a job the worker could not even claim: unknown type, ...)."""
+    def fail(
+        self,
+        job_id: str,
+        attempt: int,
+        error: str,
+        retention: timedelta,
+        *,
+        until: float | None = None,
+    ) -> bool:
+        """running -> failed; False when this attempt no longer holds the job."""
         now = utcnow()
-        values: dict[str, AttributeValueTypeDef] = {
-            ":failed": _s(JobState.FAILED.value),
-            ":error": _s(error),
-            ":now": _s(iso(now)),
-            ":shard": _s(f"failed#{shard_of(job_id)}"),
-            ":ttl": _ttl(retention, now),
+        return self._finish(job_id, attempt, *_failed(job_id, error, retention, now), until=until)
+
+    def fail_as_found(
+        self, job: Job, error: str, retention: timedelta, *, until: float | None = None
+    ) -> bool:
+        """-> failed, only while the job is still as `job` shows it (state, attempts,
+        generation; a running one with its lease passed): a job whose last attempt never
+        finished (`ClaimOutcome.ABANDONED`), or one no worker of its queue can run."""
+        now = utcnow()
+        update, values = _failed(job.id, error, retention, now)
+        values = {
+            **values,
+            ":held": _s(job.state.value),
+            ":attempt": _n(job.attempts),
+            ":gen": _n(job.generation),
         }
-        update = (
-            "SET state = :failed, error = :error, finished_at = :now, updated_at = :now, "
-            "state_shard = :shard, expires_at = :ttl REMOVE lease_until"
-        )
-        if attempt is not None:
-            return self._finish(job_id, attempt, update, values)
-        values.update({f":f{i}": _s(s) for i, s in enumerate(_FINISHED)})
-        return self._conditional(
-            job_id, update, values, "attribute_exists(pk) AND NOT state IN (:f0, :f1, :f2)"
-        )
+        condition = "state = :held AND attempts = :attempt AND generation = :gen"
+        if job.state == JobState.RUNNING:
+            condition += " AND lease_until < :now_ms"
+            values[":now_ms"] = _n(int(now.timestamp() * 1000))
+        return self._conditional(job.id, update, values, condition, until=until)
 
     def cancel(self, job_id: str, retention: timedelta) -> tuple[bool, Job | None, str | None]:
         """scheduled | queued | retrying -> cancelled: (done, job before, its schedule name).
@@ -505,14 +665,46 @@ class JobLog:
         old_item: dict[str, Any] = response["Attributes"]
         return True, job_from_item(old_item), old_item.get("schedule_name", {}).get("S")
 
-    def report_progress(self, job_id: str, attempt: int, progress: Any) -> bool:
-        return self._finish(
-            job_id,
-            attempt,
-            "SET progress = :progress, updated_at = :now",
-            {":progress": _json(progress), ":now": _s(iso(utcnow()))},
-            state=JobState.RUNNING,
-        )
+    def release(self, job_id: str) -> tuple[bool, Job | None, str | None]:
+        """scheduled -> queued, due now: (done, job before, its schedule name). On refusal the
+        job as it is comes back (None if there is no such job)."""
+        from botocore.exceptions import ClientError
+
+        now = iso(utcnow())
+        try:
+            response = self._update(
+                job_id,
+                "SET state = :queued, updated_at = :now, run_at = :now REMOVE state_shard",
+                {
+                    ":queued": _s(JobState.QUEUED.value),
+                    ":scheduled": _s(JobState.SCHEDULED.value),
+                    ":now": _s(now),
+                },
+                condition="attribute_exists(pk) AND state = :scheduled",
+                returns="ALL_OLD",
+                on_conflict="ALL_OLD",
+            )
+        except ClientError as exc:
+            old = _conflict_item(exc)
+            return False, job_from_item(old) if old else None, None
+        old_item: dict[str, Any] = response["Attributes"]
+        return True, job_from_item(old_item), old_item.get("schedule_name", {}).get("S")
+
+    def heartbeat(
+        self, job_id: str, attempt: int, lease_seconds: float, progress: Any = None
+    ) -> bool:
+        """Extend a running attempt's lease to now + `lease_seconds` (and record `progress`,
+        if given, in the same write); False when this attempt no longer holds the job."""
+        now = utcnow()
+        update = "SET lease_until = :lease, updated_at = :now"
+        values: dict[str, AttributeValueTypeDef] = {
+            ":lease": _n(int(now.timestamp() * 1000) + int(lease_seconds * 1000)),
+            ":now": _s(iso(now)),
+        }
+        if progress is not None:
+            update += ", progress = :progress"
+            values[":progress"] = _json(progress)
+        return self._finish(job_id, attempt, update, values)
 
     # -- listing ---------------------------------------------------------------------------
 
@@ -561,23 +753,47 @@ class JobLog:
         attempt: int,
         update: str,
         values: dict[str, AttributeValueTypeDef],
-        state: JobState = JobState.RUNNING,
+        *,
+        until: float | None = None,
     ) -> bool:
-        values = {**values, ":attempt": _n(attempt), ":held": _s(state.value)}
-        return self._conditional(job_id, update, values, "state = :held AND attempts = :attempt")
+        values = {**values, ":attempt": _n(attempt), ":held": _s(JobState.RUNNING.value)}
+        condition = "state = :held AND attempts = :attempt"
+        return self._conditional(job_id, update, values, condition, until=until)
 
     def _conditional(
-        self, job_id: str, update: str, values: dict[str, AttributeValueTypeDef], condition: str
+        self,
+        job_id: str,
+        update: str,
+        values: dict[str, AttributeValueTypeDef],
+        condition: str,
+        *,
+        until: float | None = None,
     ) -> bool:
-        from botocore.exceptions import ClientError
+        """One conditional write: True if it held, False if its condition failed. Errors that
+        may pass are retried (beyond botocore's own attempts) until `until`, if given."""
+        from botocore.exceptions import BotoCoreError, ClientError
 
-        try:
-            self._update(job_id, update, values, condition=condition)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        pause, tries = 0.05, 0
+        while True:
+            tries += 1
+            try:
+                self._update(job_id, update, values, condition=condition, on_conflict="ALL_OLD")
+            except ClientError as exc:
+                code = exc.response["Error"]["Code"]
+                if code == "ConditionalCheckFailedException":
+                    # A retry (botocore's or ours) of a write whose first try landed fails its
+                    # condition on its own result: that is a success.
+                    retried = tries > 1 or _retried(exc)
+                    return retried and _applied(update, values, _conflict_item(exc))
+                if code not in _PASSING_ERRORS or not _time_for(pause, until):
+                    raise
+            except BotoCoreError:  # no answer: the network, a timeout
+                if not _time_for(pause, until):
+                    raise
+            else:
+                return True
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
 
     def _update(
         self,

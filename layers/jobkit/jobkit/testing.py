@@ -443,6 +443,7 @@ class Harness:
                 "worker_queue": queue,
                 "queue_url": self._queues[queue],
                 "dead_letter_queue_url": self._dead_letter_queues[queue],
+                "max_receive_count": self.max_receive_count,
             }
         )
 

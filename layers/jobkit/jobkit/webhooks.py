@@ -63,7 +63,8 @@ def verify(
 
     Passes when any `v1` signature matches any of `secrets` (the `whsec_...` strings) and the
     timestamp is within `tolerance` of now (either way), against replays. Raises
-    WebhookVerificationError saying which check failed. Verify the raw body, before parsing.
+    WebhookVerificationError saying which check failed (a body that is not UTF-8 included).
+    Verify the raw body, before parsing.
     """
     lower = {k.lower(): v for k, v in headers.items()}
     msg_id = lower.get("webhook-id", "")
@@ -86,7 +87,17 @@ def verify(
             f"webhook-timestamp is too {which} ({abs(skew).total_seconds():.0f} s, "
             f"tolerance {tolerance.total_seconds():.0f} s)"
         )
-    text = body if isinstance(body, str) else body.decode()
+    # The scheme signs UTF-8 text: a body or id that is not cannot have been signed (and
+    # would raise a UnicodeError, not this module's error, from the decoding or the HMAC).
+    try:
+        text = body if isinstance(body, str) else body.decode()
+        text.encode()  # a str with lone surrogates has no UTF-8 form either
+    except UnicodeError:
+        raise WebhookVerificationError("body is not UTF-8") from None
+    try:
+        msg_id.encode()
+    except UnicodeError:
+        raise WebhookVerificationError("webhook-id is not UTF-8") from None
     given: list[bytes] = []
     for part in signature_header.split(" "):
         version, _, value = part.partition(",")

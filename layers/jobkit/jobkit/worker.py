@@ -1,9 +1,12 @@
 """The worker runtime: what a function's handler hands its SQS batch to.
 
-Per record: parse the envelope, claim the job in the log (one conditional write), run the
-job type's processor, record the outcome (one more). Transient errors back off through the
-message's visibility; permanent ones and exhausted attempts go to the DLQ at once. See
-DESIGN.md "The path of a job".
+Per record: parse the envelope, claim the job in the log (one conditional write, which also
+checks that the message agrees with the log), run the job the log holds, record the outcome
+(one more). Transient errors back off through the message's visibility; permanent ones and
+exhausted attempts go to the DLQ at once. A message held back (not due, rate-limited, another
+worker's lease, too little time left) spends no attempt, and is replaced by a fresh copy
+before SQS's redrive policy would count it into the DLQ. See README "Retries, failures and
+the dead-letter queue" and "Side effects".
 """
 
 from __future__ import annotations
@@ -24,13 +27,21 @@ from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
 from jobkit import queues
-from jobkit.errors import JobValidationError, PermanentError, TransientError
-from jobkit.jobs import JobType, Retention
+from jobkit.errors import (
+    DeclarationError,
+    InvalidRequestError,
+    JobValidationError,
+    LeaseLostError,
+    OutcomeUnknownError,
+    PermanentError,
+    TransientError,
+)
+from jobkit.jobs import Guarantee, JobType, Retention
 from jobkit.models import DeadLetter, Envelope, Job, utcnow
 from jobkit.observability import logger, metrics
 from jobkit.redact import redact
 from jobkit.settings import Settings, get_settings
-from jobkit.store import ClaimOutcome, JobLog
+from jobkit.store import CANCELLABLE, Claim, ClaimOutcome, JobLog
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
@@ -43,9 +54,20 @@ P = TypeVar("P", bound=Processor)
 Admission = Callable[[Any], float | None]
 A = TypeVar("A", bound=Admission)
 
+# A claim's lease runs this long past the job's timeout: time for the outcome write (retried
+# in-process while it lasts) after a processor that used all of its own.
+OUTCOME_GRACE_S = 5.0
+# A message hidden by a heartbeat shows again this long after the lease would end.
+_VISIBILITY_MARGIN_S = 30
+
 
 class RetryScheduledError(Exception):
     """Marks a record as a batch item failure after its visibility was set (not a crash)."""
+
+
+def lease_seconds(job_type: JobType) -> float:
+    """How long a claim (or a heartbeat) holds a job of `job_type`."""
+    return job_type.timeout + OUTCOME_GRACE_S
 
 
 @dataclass
@@ -57,15 +79,28 @@ class JobContext:
     attempt: int
     max_attempts: int
     deadline: float  # time.monotonic() by which the processor should be done
-    _log: JobLog = field(repr=False)
+    _beat: Callable[[Any], float] = field(repr=False)
 
     def remaining_time(self) -> float:
-        """Seconds left before the lease (and so the job's timeout) runs out."""
+        """Seconds left before the job's timeout (moved on by each heartbeat)."""
         return max(self.deadline - time.monotonic(), 0.0)
 
+    def heartbeat(self) -> None:
+        """Tell jobkit this attempt is alive and needs another full timeout: the lease in the
+        log and the message's visibility are extended, so no other worker takes the job over.
+        One conditional write and one SQS request: call it every so often (well within the
+        timeout), not for every item. Raises `LeaseLostError` when this attempt no longer
+        holds the job (stop: another attempt has it)."""
+        self.deadline = self._beat(None)
+
     def report_progress(self, progress: Any) -> None:
-        """Record progress in the job log (one write per call: report milestones, not ticks)."""
-        self._log.report_progress(self.job_id, self.attempt, progress)
+        """Record progress in the job log (shown by `jobkit status`); a heartbeat too. One
+        write per call: report milestones, not ticks."""
+        if progress is None:
+            raise InvalidRequestError(
+                'progress must not be None (report a value, e.g. {"done": 3})'
+            )
+        self.deadline = self._beat(progress)
 
 
 @dataclass
@@ -74,6 +109,11 @@ class _Stats:
     failed: int = 0
     retried: int = 0
     durations: list[float] = field(default_factory=list)
+
+
+_CHECK_THEN_RETRY = (
+    "an at_most_once job is not run again: check whether it took effect, then retry it if not"
+)
 
 
 class Worker:
@@ -90,7 +130,7 @@ class Worker:
     def processor(self, job_type: JobType) -> Callable[[P], P]:
         """Register `fn(payload, ctx) -> result` as the processor of `job_type`."""
         if job_type.queue != self.queue:
-            raise ValueError(
+            raise DeclarationError(
                 f"{job_type.name} runs on queue {job_type.queue!r}, not {self.queue!r}"
             )
 
@@ -108,7 +148,7 @@ class Worker:
         A payload that does not validate skips the admission (the run fails it).
         """
         if job_type.queue != self.queue:
-            raise ValueError(
+            raise DeclarationError(
                 f"{job_type.name} runs on queue {job_type.queue!r}, not {self.queue!r}"
             )
 
@@ -172,10 +212,12 @@ class Worker:
         logger.set_correlation_id(envelope.id)
         logger.append_keys(job_id=envelope.id, job_type=envelope.type)
         try:
-            self._run(envelope, record, lambda_context, started)
+            handed_back = self._run(envelope, record, lambda_context, started)
         finally:
             logger.remove_keys(["job_id", "job_type", "attempt"])
             logger.set_correlation_id(None)
+        if handed_back is not None:
+            raise RetryScheduledError(handed_back)
 
     def _run(
         self,
@@ -183,130 +225,283 @@ class Worker:
         record: SQSRecord,
         lambda_context: LambdaContext | None,
         started: float,
-    ) -> None:
+    ) -> str | None:
+        """Handle one job message; returns why the message is handed back to its queue to
+        come again (a batch item failure), or None when it is done with."""
         registered = self._types.get(envelope.type)
         if registered is None:
-            reason = f"no processor for job type {envelope.type!r} on queue {self.queue!r}"
-            # The dead letter must carry the job's generation, or a redrive cannot revive it.
-            known = self.log.get(envelope.id)
-            self.log.fail(envelope.id, None, reason, Retention().failed)
-            self._dead_letter_job(envelope, reason, known.generation if known else 0)
-            logger.error("job failed", extra={"error": reason, "reason": "unknown_type"})
-            return
+            self._unrunnable(envelope, record)
+            return None
         job_type, fn = registered
+        held = self._hold(envelope, job_type, lambda_context)
+        if held is not None:
+            return self._hand_back(record, *held)
+        claim = self._claim(envelope, job_type)
+        job = claim.job
+        if claim.outcome is ClaimOutcome.CLAIMED and job is not None:
+            return self._execute(job_type, fn, job, envelope, record, started)
+        if claim.outcome is ClaimOutcome.BUSY:
+            return self._hand_back(
+                record, claim.lease_remaining + 1, "another worker holds the job"
+            )
+        if claim.outcome is ClaimOutcome.MISMATCH and job is not None:
+            self._mismatch(envelope, record, job)
+        elif claim.outcome is ClaimOutcome.ABANDONED and job is not None:
+            self._abandon(job_type, job, envelope)
+        else:
+            state = job.state.value if job else "missing"
+            logger.info("job skipped", extra={"state": state, "reason": "duplicate delivery"})
+        return None
 
-        remaining = lambda_context.get_remaining_time_in_millis() / 1000 if lambda_context else None
-        if remaining is not None and remaining < job_type.timeout + 1:
-            # Too little time left in this invocation to run the job within its timeout: hand it
-            # back at once, without spending an attempt.
-            self._defer(record, 0, "not enough time left in this invocation")
+    def _hold(
+        self, envelope: Envelope, job_type: JobType, lambda_context: LambdaContext | None
+    ) -> tuple[float, str] | None:
+        """(seconds, why) when the job must wait before it is claimed, without an attempt."""
+        if lambda_context is not None:
+            remaining = lambda_context.get_remaining_time_in_millis() / 1000
+            if remaining < lease_seconds(job_type) + 1:
+                # Too little time left in this invocation to run the job and record it.
+                return 0, "not enough time left in this invocation"
         if envelope.not_before is not None:
             wait = (envelope.not_before - utcnow()).total_seconds()
             if wait > 0.5:
                 # Scheduler fires up to a minute early by design: hold it to the second.
-                self._defer(record, wait, "not due yet")
+                return wait, "not due yet"
         admit = self._admissions.get(job_type.name)
-        if admit is not None:
-            try:
-                payload = job_type.validate(envelope.payload)
-            except JobValidationError:
-                pass  # the run below fails it, as without an admission
-            else:
-                hold = admit(payload)
-                if hold is not None and hold > 0:
-                    self._defer(record, hold, "not admitted yet")
+        if admit is None:
+            return None
+        try:
+            payload = job_type.validate(envelope.payload)
+        except JobValidationError:
+            return None  # the run fails it, as without an admission
+        hold = admit(payload)
+        return (hold, "not admitted yet") if hold is not None and hold > 0 else None
+
+    def _claim(self, envelope: Envelope, job_type: JobType) -> Claim:
+        """Claim the job the message points at; it must agree with the log (type, payload)."""
         generation = envelope.dead_letter.generation if envelope.dead_letter else None
-        # A scheduled run is not in the log until its first delivery: adopt it at once, in one
-        # write (a redelivery finds it there, and adopt falls back to the claim).
-        adopt_first = envelope.origin == "schedule" and generation is None
-        claim = None if adopt_first else self.log.claim(envelope.id, job_type.timeout, generation)
-        if claim is None or (claim.outcome is ClaimOutcome.MISSING and generation is None):
-            claim = self.log.adopt(
+        take_over = job_type.guarantee is Guarantee.AT_LEAST_ONCE
+        lease = lease_seconds(job_type)
+
+        def adopt() -> Claim:
+            return self.log.adopt(
                 envelope.id,
                 job_type.name,
                 job_type.queue,
                 job_type.max_attempts,
                 envelope.payload,
-                job_type.timeout,
+                lease,
+                take_over=take_over,
             )
-        if claim.outcome is ClaimOutcome.BUSY:
-            self._defer(record, claim.lease_remaining + 1, "another worker holds the job")
-        if claim.outcome is not ClaimOutcome.CLAIMED or claim.job is None:
-            state = claim.job.state.value if claim.job else "missing"
-            logger.info("job skipped", extra={"state": state, "reason": "duplicate delivery"})
-            return
-        job = claim.job
-        logger.append_keys(attempt=job.attempts)
 
-        if job.attempts > job.max_attempts:
-            self._fail(
-                job_type, job, envelope, f"attempts exhausted ({job.max_attempts})", "exhausted"
-            )
-            return
+        # A scheduled run is not in the log until its first delivery: adopt it at once, in one
+        # write (a redelivery finds it there, and adopt falls back to the claim).
+        if envelope.origin == "schedule" and generation is None:
+            return adopt()
+        claim = self.log.claim(
+            envelope.id,
+            lease,
+            generation,
+            job_type=job_type.name,
+            payload=envelope.payload,
+            take_over=take_over,
+        )
+        if claim.outcome is ClaimOutcome.MISSING and generation is None:
+            return adopt()
+        return claim
+
+    def _execute(
+        self,
+        job_type: JobType,
+        fn: Processor,
+        job: Job,
+        envelope: Envelope,
+        record: SQSRecord,
+        started: float,
+    ) -> str | None:
+        """Run the claimed job as the log holds it, and record how it ended."""
+        logger.append_keys(attempt=job.attempts)
         logger.info("job processing")
+        lease = lease_seconds(job_type)
+        lease_end = time.monotonic() + lease
+
+        def beat(progress: Any) -> float:
+            nonlocal lease_end
+            if not self.log.heartbeat(job.id, job.attempts, lease, progress):
+                raise LeaseLostError(f"attempt {job.attempts} of job {job.id} lost its lease")
+            now = time.monotonic()
+            lease_end = now + lease
+            queues.hide_quietly(
+                self.settings.queue_url, record.receipt_handle, lease + _VISIBILITY_MARGIN_S
+            )
+            return now + job_type.timeout
+
         context = JobContext(
             job.id,
             job.type,
             job.attempts,
             job.max_attempts,
             time.monotonic() + job_type.timeout,
-            self.log,
+            beat,
         )
         try:
-            payload = job_type.validate(envelope.payload)
+            payload = job_type.validate(job.payload)
             result = fn(payload, context)
+        except LeaseLostError:
+            self._stale("running")
+            return None
         except (PermanentError, JobValidationError) as exc:
-            self._fail(job_type, job, envelope, redact(str(exc)), "permanent")
-            return
+            self._fail(job_type, job, envelope, redact(str(exc)), "permanent", lease_end)
+            return None
         except Exception as exc:  # everything else may pass: retry it
-            self._retry_or_fail(job_type, job, envelope, record, exc)
-            return
+            return self._retry_or_fail(job_type, job, envelope, record, exc, lease_end)
         duration_ms = int((time.monotonic() - started) * 1000)
         if isinstance(result, BaseModel):
             result = result.model_dump(mode="json")
-        held = self.log.succeed(
-            job.id, job.attempts, result, duration_ms, job_type.retention.succeeded
-        )
-        if not held:
-            logger.warning("job finished after its lease passed to another attempt")
+        retention = job_type.retention.succeeded
+        if not self.log.succeed(
+            job.id, job.attempts, result, duration_ms, retention, until=lease_end
+        ):
+            self._stale("succeeded")
+            return None
         stats = self._stats[job.type]
         stats.succeeded += 1
         stats.durations.append(duration_ms)
         logger.info("job succeeded", extra={"duration_ms": duration_ms})
+        return None
 
     def _retry_or_fail(
-        self, job_type: JobType, job: Job, envelope: Envelope, record: SQSRecord, exc: Exception
-    ) -> None:
+        self,
+        job_type: JobType,
+        job: Job,
+        envelope: Envelope,
+        record: SQSRecord,
+        exc: Exception,
+        until: float,
+    ) -> str | None:
         error = redact(f"{type(exc).__name__}: {exc}")
+        unknown = isinstance(exc, OutcomeUnknownError) or not isinstance(exc, TransientError)
+        if job_type.guarantee is Guarantee.AT_MOST_ONCE and unknown:
+            reason = f"outcome unknown: {error}; {_CHECK_THEN_RETRY}"
+            self._fail(job_type, job, envelope, reason, "outcome_unknown", until)
+            return None
         if job.attempts >= job.max_attempts:
-            self._fail(
-                job_type,
-                job,
-                envelope,
-                f"attempts exhausted ({job.max_attempts}): {error}",
-                "exhausted",
-            )
-            return
+            reason = f"attempts exhausted ({job.max_attempts}): {error}"
+            self._fail(job_type, job, envelope, reason, "exhausted", until)
+            return None
         retry_after = exc.retry_after if isinstance(exc, TransientError) else None
         delay = max(retry_after or 0.0, job_type.backoff.delay(job.attempts))
-        self.log.retrying(job.id, job.attempts, error, delay)
+        if not self.log.retrying(job.id, job.attempts, error, delay, until=until):
+            self._stale("retrying")
+            return None
         self._stats[job.type].retried += 1
         logger.warning("job retrying", extra={"error": error, "delay_s": round(delay, 3)})
-        queues.hide(self.settings.queue_url, record.receipt_handle, delay)
-        raise RetryScheduledError(error)
+        return self._hand_back(record, delay, error, log=False)
 
     def _fail(
-        self, job_type: JobType, job: Job, envelope: Envelope, error: str, reason: str
+        self,
+        job_type: JobType,
+        job: Job,
+        envelope: Envelope,
+        error: str,
+        reason: str,
+        until: float,
     ) -> None:
-        self.log.fail(job.id, job.attempts, error, job_type.retention.failed)
+        retention = job_type.retention.failed
+        if not self.log.fail(job.id, job.attempts, error, retention, until=until):
+            self._stale("failed")
+            return
         self._dead_letter_job(envelope, error, job.generation)
         self._stats[job.type].failed += 1
         logger.error("job failed", extra={"error": error, "reason": reason})
 
-    def _defer(self, record: SQSRecord, seconds: float, why: str) -> None:
-        logger.info("job deferred", extra={"delay_s": round(seconds, 3), "reason": why})
+    def _abandon(self, job_type: JobType, job: Job, envelope: Envelope) -> None:
+        """Fail a job whose attempt never finished and that may not run again."""
+        n = job.attempts
+        if job_type.guarantee is Guarantee.AT_MOST_ONCE:
+            error = (
+                f"outcome unknown: attempt {n} did not finish (the worker crashed or timed "
+                f"out while it ran); {_CHECK_THEN_RETRY}"
+            )
+            reason = "outcome_unknown"
+        else:
+            error = (
+                f"attempts exhausted ({job.max_attempts}): attempt {n} did not finish "
+                "(the worker crashed or timed out)"
+            )
+            reason = "exhausted"
+        if not self.log.fail_as_found(job, error, job_type.retention.failed):
+            logger.info("job skipped", extra={"reason": "abandoned attempt already handled"})
+            return
+        self._dead_letter_job(envelope, error, job.generation)
+        self._stats[job.type].failed += 1
+        logger.error("job failed", extra={"error": error, "reason": reason})
+
+    def _unrunnable(self, envelope: Envelope, record: SQSRecord) -> None:
+        """A message this worker cannot run (no processor for its type here). Its job, if the
+        log has none under its id, is logged as failed; if the log has it, waiting on this
+        very queue, it is failed (a deploy lost its processor); any other job with that id
+        (another type, another queue's, another payload) is left as it is."""
+        reason = f"no processor for job type {envelope.type!r} on queue {self.queue!r}"
+        retention = Retention().failed
+        created, job = self.log.record_unrunnable(
+            envelope.id, envelope.type, self.queue, envelope.payload, reason, retention
+        )
+        ours = (
+            (job.type, job.queue, job.payload) == (envelope.type, self.queue, envelope.payload)
+            and job.state in CANCELLABLE
+            and self.log.fail_as_found(job, reason, retention)
+        )
+        if created or ours:
+            self._dead_letter_job(envelope, reason, job.generation)
+            self._stats[envelope.type].failed += 1
+        else:
+            reason += f"; job {envelope.id} in the log ({job.type}, {job.state.value}) left as is"
+            # Not marked as that job's dead letter: a redrive must not revive it from here.
+            self._dead_letter(record.body, reason, envelope.id)
+        logger.error("job failed", extra={"error": reason, "reason": "unknown_type"})
+
+    def _mismatch(self, envelope: Envelope, record: SQSRecord, job: Job) -> None:
+        """The log holds another job under this id: the message is a stray, dead-letter it."""
+        differs = "payload" if job.type == envelope.type else f"type ({job.type} in the log)"
+        reason = (
+            f"message disagrees with the job log: job {envelope.id} has another {differs}; "
+            "the logged job was left as is"
+        )
+        self._dead_letter(record.body, reason, envelope.id)
+        logger.error("message dead-lettered", extra={"error": reason, "reason": "mismatch"})
+
+    def _stale(self, outcome: str) -> None:
+        """This attempt lost the job (its lease passed to another, or it was finished): its
+        outcome is not recorded, sent anywhere or counted."""
+        logger.warning(
+            "job outcome dropped: this attempt no longer holds the job",
+            extra={"outcome": outcome},
+        )
+
+    def _hand_back(
+        self, record: SQSRecord, seconds: float, why: str, *, log: bool = True
+    ) -> str | None:
+        """Let the message come again after `seconds`, without spending an attempt on it.
+
+        Every receive counts toward the queue's maxReceiveCount, and SQS moves a message past
+        it to the DLQ with no reason given: one that has come that often is replaced by a
+        fresh copy (sent with the delay; the old one is deleted as done) instead of hidden.
+        Returns why the record is handed back, or None when it was replaced."""
+        if log:
+            logger.info("job deferred", extra={"delay_s": round(seconds, 3), "reason": why})
+        received = int(record.attributes.approximate_receive_count or 1)
+        if received >= self.settings.max_receive_count - 1:
+            attributes = {
+                name: value.get("stringValue")
+                for name, value in (record.raw_event.get("messageAttributes") or {}).items()
+                if value.get("stringValue") is not None
+            }
+            if queues.resend(self.settings.queue_url, record.body, seconds, attributes):
+                logger.info("message replaced", extra={"receive_count": received})
+                return None
         queues.hide(self.settings.queue_url, record.receipt_handle, seconds)
-        raise RetryScheduledError(why)
+        return why
 
     def _dead_letter_job(self, envelope: Envelope, reason: str, generation: int) -> None:
         marked = envelope.model_copy(

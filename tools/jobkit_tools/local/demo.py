@@ -316,7 +316,7 @@ def _progress_table(jobs: dict[str, Job], expected: Expected, elapsed: float, se
 
 
 def run_demo(
-    stack: LocalStack, console: Console, stopping: threading.Event, timeout: float = 180.0
+    stack: LocalStack, console: Console, stopping: threading.Event, timeout: float = 300.0
 ) -> int:
     """Run the workload on a started stack (with SES fault injection); 0 if all went as expected."""
     from jobkit import aws
@@ -386,7 +386,7 @@ def _wait_and_check(
                     f"{elapsed:5.1f} s  " + "  ".join(f"{k} {v}" for k, v in states.items())
                 )
                 last_line = time.monotonic()
-            demo_time.tick(work, sent_by_address(stack))
+            demo_time.tick(producer, work, sent_by_address(stack))
             if (
                 done == len(ids)
                 and _all_quiet(stack)

@@ -6,7 +6,9 @@
   and its 25 children must succeed. It is deleted when the demo ends.
 - Three reminder sequences with offsets of seconds: one reminds three times and completes; one
   has its documents completed after the first reminder and completes without a second; one is
-  cancelled at once and sends nothing.
+  cancelled at once and sends nothing. The second one's next step is due an hour later and
+  run at once (`run_now`) only after the documents are marked complete: the check depends on
+  that order, never on how fast the demo's loop notices the first reminder.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ if TYPE_CHECKING:
 DELAYS = (2, 4, 6, 8, 10)  # seconds
 ACCOUNTS = 25
 REMINDED_OFFSETS = (3, 6, 9)  # seconds: three reminders
-COMPLETED_OFFSETS = (3, 12)  # documents complete in between: one reminder
+# documents complete in between: one reminder. The second step waits an hour, until the demo
+# has marked the documents complete and runs it now.
+COMPLETED_OFFSETS = (3, 3600)
 
 
 @dataclass
@@ -36,6 +40,7 @@ class TimeWorkload:
     completed: str = ""
     cancelled: str = ""
     marked_complete: bool = False
+    released: bool = False  # the completed sequence's second step was run now
 
     @property
     def applicants(self) -> tuple[str, str, str]:
@@ -88,13 +93,26 @@ def start(producer: Jobkit, run: str) -> TimeWorkload:
     return work
 
 
-def tick(work: TimeWorkload, sent: dict[str, int]) -> None:
-    """Act on what happened: complete the documents once the first reminder went out."""
+def tick(producer: Jobkit, work: TimeWorkload, sent: dict[str, int]) -> None:
+    """Act on what happened: complete the documents once the first reminder went out, then
+    run the sequence's next step (due an hour later) at once."""
     from jobkit.applications import mark_documents_complete
+    from jobkit.catalog.reminders import get_sequence
+    from jobkit.errors import InvalidStateError
+    from jobkit.models import JobState
 
     if not work.marked_complete and sent.get(work.address(work.completed), 0) >= 1:
         mark_documents_complete(work.completed)
         work.marked_complete = True
+    if work.marked_complete and not work.released:
+        sequence = get_sequence(work.completed)
+        if sequence is None or sequence.step < 2 or sequence.job_id is None:
+            return  # step 1 has not handed over yet
+        step = producer.get_job(sequence.job_id)
+        if step is not None and step.state is JobState.SCHEDULED:
+            with contextlib.suppress(InvalidStateError):
+                producer.run_now(sequence.job_id)
+        work.released = step is not None
 
 
 def _children(producer: Jobkit, work: TimeWorkload) -> list[Job | None]:

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import logging
 import os
+import random
 import signal
 import sys
 import threading
@@ -21,7 +22,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, TextIO, cast
 
-from jobkit_tools.local.esm import QueuePoller
+from jobkit_tools.local.esm import Kill, QueuePoller
 from jobkit_tools.local.faults import SesThrottleProxy
 from jobkit_tools.local.motoserver import SENT_EMAILS_PATH
 from jobkit_tools.local.partners import LOCAL_PARTNERS, Behaviour, PartnerEndpoints
@@ -97,6 +98,7 @@ class LocalStack:
         init_timeout: float = 30.0,
         schedule_window: float = DEFAULT_WINDOW_S,
         partners: dict[str, Behaviour] | None = None,
+        function_environment: dict[str, dict[str, str]] | None = None,
     ) -> None:
         self.template = template
         self.parameters = dict(parameters or {})
@@ -116,6 +118,9 @@ class LocalStack:
         # behaviour), registered in moto's SSM and Secrets Manager where it looks for them.
         self.partner_behaviours = dict(LOCAL_PARTNERS if partners is None else partners)
         self.partners: PartnerEndpoints | None = None
+        # Extra environment per function (logical id -> variables), over the template's: e.g. a
+        # test's own proxy in front of a service (AWS_ENDPOINT_URL_SESV2).
+        self.function_environment = dict(function_environment or {})
         self._deployment: Deployment | None = None
 
     @property
@@ -157,6 +162,17 @@ class LocalStack:
                 for f in deployment.functions
             ]
         self._start_partners(deployment)
+        unknown = set(self.function_environment) - {f.logical_id for f in deployment.functions}
+        if unknown:
+            raise LocalStackError(f"function_environment: no function {sorted(unknown)} here")
+        deployment.functions = [
+            dataclasses.replace(
+                f, environment={**f.environment, **self.function_environment[f.logical_id]}
+            )
+            if f.logical_id in self.function_environment
+            else f
+            for f in deployment.functions
+        ]
         self._deployment = deployment
         by_name = {f.name: f for f in deployment.functions}
         for mapping in deployment.mappings:
@@ -178,7 +194,8 @@ class LocalStack:
 
     def _start_partners(self, deployment: Deployment) -> None:
         """Start the partner endpoints a syndication function would deliver to, put them in its
-        registry, and let it trust their CA (its certificate checks stay on)."""
+        registry, let it trust their CA (its certificate checks stay on) and reach them on
+        loopback (a deployed function refuses private networks)."""
         paths = {
             f.environment["SYNDICATION_PARTNERS_PATH"]
             for f in deployment.functions
@@ -201,6 +218,7 @@ class LocalStack:
                 environment={
                     **f.environment,
                     "SYNDICATION_CA_BUNDLE": str(self.partners.ca_bundle),
+                    "SYNDICATION_ALLOW_PRIVATE_NETWORKS": "true",
                 },
             )
             if f.environment.get("SYNDICATION_PARTNERS_PATH")
@@ -212,6 +230,21 @@ class LocalStack:
         """Kill every container now; in-flight messages come back after the visibility timeout."""
         for poller in list(self.pollers):
             poller.kill()
+
+    def kill_random_worker(self, rng: random.Random, function: str | None = None) -> Kill | None:
+        """SIGKILL one container that is running an invocation, as a crash or an out-of-memory
+        kill would (chaos tests): of `function` (a logical id such as "EmailFunction"; None for
+        any), picked with `rng`. Its messages come back after the visibility timeout; the poller
+        starts fresh containers. None when no such container was invoking."""
+        pollers = [p for p in self.pollers if function in (None, p.function.logical_id)]
+        if function is not None and not pollers:
+            raise LocalStackError(f"no function {function!r} with a queue in this stack")
+        rng.shuffle(pollers)
+        for poller in pollers:
+            kill = poller.kill_one(rng)
+            if kill is not None:
+                return kill
+        return None
 
     def stop(self, graceful: bool = True) -> None:
         """Stop polling, finish (or kill) in-flight batches, then the proxy, then moto."""

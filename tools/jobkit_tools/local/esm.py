@@ -14,6 +14,10 @@ library polls SQS the way Lambda's pollers do. This one keeps the mapping's cont
   visibility timeout, as on AWS.
 - The function's `Timeout`: an invocation that runs longer is killed with its process group
   and the container is replaced by a fresh one on the next batch (a cold start).
+
+For chaos tests, `QueuePoller.kill_one` SIGKILLs a container in the middle of an invocation, as
+a crash or an out-of-memory kill would: the invocation ends as a crash (nothing deleted, the
+messages come back after the visibility timeout) and the poller goes on with fresh containers.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import json
 import logging
 import os
 import queue
+import random
 import signal
 import subprocess
 import sys
@@ -32,6 +37,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
@@ -70,6 +76,9 @@ class Container:
         self.spec = spec
         self.index = index
         self.label = f"{spec.logical_id}#{index}"
+        self.invoking = False  # between sending an invocation and reading its answer
+        self.event: dict[str, Any] | None = None  # the event of the invocation running, if any
+        self.chaos_killed = False  # set by `QueuePoller.kill_one`
         self._write_log = write_log
         self._answers: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.process = subprocess.Popen(
@@ -160,6 +169,7 @@ class Container:
             "invoked_function_arn": self.spec.arn,
         }
         assert self.process.stdin is not None
+        self.event, self.invoking = event, True
         try:
             self.process.stdin.write(json.dumps(request) + "\n")
             self.process.stdin.flush()
@@ -167,12 +177,14 @@ class Container:
         except (BrokenPipeError, OSError):
             answer = None
         except queue.Empty:
+            self.event, self.invoking = None, False
             self.kill()
             self._write_log(
                 self.label,
                 f"[local] {request['request_id']} Task timed out after {timeout:.2f} seconds",
             )
             return Outcome("timeout", duration=time.monotonic() - started)
+        self.event, self.invoking = None, False
         duration = time.monotonic() - started
         if answer is None:
             self.kill()
@@ -185,12 +197,17 @@ class Container:
 
     def kill(self) -> None:
         """SIGKILL the whole process group, as Lambda ends a timed-out sandbox."""
+        self.signal_kill()
+        self.process.wait()
+        self._join_readers()
+
+    def signal_kill(self) -> None:
+        """SIGKILL the process group and return at once: the thread that invoked the container
+        sees it die (its answer channel closes) and cleans up, as after any crash."""
         # Only while the leader is not reaped: until then its pid (the group id) cannot be reused.
         if self.process.poll() is None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
-        self._join_readers()
 
     def close(self, timeout: float = 3.0) -> None:
         """Ask the host to exit (EOF on its stdin); kill it if it does not."""
@@ -209,6 +226,14 @@ class Container:
                 stream.close()
 
 
+@dataclass(frozen=True)
+class Kill:
+    """A container `QueuePoller.kill_one` killed, and the records of the batch it was running."""
+
+    container: str
+    records: list[dict[str, Any]]
+
+
 @dataclass
 class MappingStats:
     """Counters of one mapping's poller, for the demo's display and for tests."""
@@ -221,6 +246,8 @@ class MappingStats:
     timeouts: int = 0
     crashes: int = 0
     cold_starts: int = 0
+    kills: int = 0  # containers killed by `QueuePoller.kill_one`
+    kills_mid_invocation: int = 0  # ... whose invocation ended as a crash (it was killed mid-run)
     batch_sizes: list[int] = field(default_factory=list)
 
 
@@ -339,6 +366,26 @@ class QueuePoller:
         for container in containers:
             container.kill()
 
+    def kill_one(self, rng: random.Random) -> Kill | None:
+        """SIGKILL one container that is running an invocation (picked with `rng`), as a crash or
+        an out-of-memory kill would; None when none is. The poller keeps running: the killed
+        invocation deletes nothing, so its messages come back after the queue's visibility
+        timeout, and the next batch gets a fresh container. `stats.kills_mid_invocation`
+        counts the kills that ended an invocation (one may answer just before the signal)."""
+        with self._lock:
+            busy = [c for c in self._all if c.invoking and not c.chaos_killed and c.alive]
+            if not busy:
+                return None
+            victim = rng.choice(sorted(busy, key=lambda c: c.index))
+            victim.chaos_killed = True
+            self.stats.kills += 1
+            kill = Kill(victim.label, list((victim.event or {}).get("Records", [])))
+        victim.signal_kill()
+        now = datetime.now(UTC).isoformat(timespec="milliseconds")
+        # In the function's log, among its lines: where the kill landed shows there.
+        self._write_log(victim.label, f"[local] killed (SIGKILL) by kill_one at {now}")
+        return kill
+
     # Receiving -------------------------------------------------------------------------------
 
     def _poll(self) -> None:
@@ -406,11 +453,16 @@ class QueuePoller:
 
     def _container(self) -> Container:
         """An idle warm container, or a fresh one (a cold start) while under the cap."""
-        with self._lock:
-            while self._idle:
+        while True:
+            with self._lock:
+                if not self._idle:
+                    break
                 container = self._idle.pop()
                 if container.alive:
                     return container
+                self._all.remove(container)
+            container.kill()  # it died while idle (killed just after its answer): reap it
+        with self._lock:
             if self._stopping.is_set():
                 raise ContainerError(f"{self.function.logical_id}: stopping")
             self._counter += 1
@@ -439,10 +491,16 @@ class QueuePoller:
             else:
                 outcome = container.invoke({"Records": records}, self.function.timeout)
                 with self._lock:
-                    if container.alive:
+                    alive = container.alive
+                    if alive:
                         self._idle.append(container)
                     elif container in self._all:
                         self._all.remove(container)
+                    if outcome.status == "crash" and container.chaos_killed:
+                        self.stats.kills_mid_invocation += 1
+                if not alive:
+                    # Reap it: a crash was reaped already, one killed just after its answer not.
+                    container.kill()
             done, reason = records_to_delete(
                 outcome, records, self.mapping.report_batch_item_failures
             )

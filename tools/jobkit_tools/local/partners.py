@@ -300,11 +300,10 @@ class PartnerEndpoints:
                 try:
                     verify(headers, body, [partner.secret])
                     request = ReceivedRequest(self.command, self.path, headers, body, True)
-                except (WebhookVerificationError, UnicodeDecodeError) as error:
-                    reason = str(error)
-                    if isinstance(error, UnicodeDecodeError):
-                        reason = "body is not UTF-8"
-                    request = ReceivedRequest(self.command, self.path, headers, body, False, reason)
+                except WebhookVerificationError as error:  # a body not UTF-8 included
+                    request = ReceivedRequest(
+                        self.command, self.path, headers, body, False, str(error)
+                    )
                 with endpoints._lock:
                     partner.received.append(request)
                 if not request.verified:

@@ -6,7 +6,12 @@ the due ones, keeping Scheduler's contract as far as jobkit relies on it:
 
 - Expressions: `at(yyyy-mm-ddThh:mm:ss)`, `rate(N minute|minutes|hour|hours|day|days)` and
   `cron(min hour day-of-month month day-of-week year)`, each in `ScheduleExpressionTimezone`
-  (default UTC), within `StartDate`/`EndDate`; `State: DISABLED` never fires.
+  (default UTC), within `StartDate`/`EndDate` (an occurrence at either one fires); a rate
+  counts from `StartDate`, else from `CreationDate`.
+- `State: DISABLED` never fires, and an occurrence missed while disabled never fires later:
+  once enabled again, a schedule's next occurrence is the first one after the moment the
+  firer saw it enabled (its first look after the change). Changing a schedule's expression,
+  timezone, start or end counts the same way, from the moment it was seen changed.
 - The target: an SQS queue gets the target's `Input` as the message body (`MessageGroupId`
   from `SqsParameters`); the context attributes `<aws.scheduler.scheduled-time>`,
   `<aws.scheduler.execution-id>`, `<aws.scheduler.schedule-arn>` and
@@ -18,7 +23,8 @@ the due ones, keeping Scheduler's contract as far as jobkit relies on it:
 
 Not modelled: other target types (logged once, skipped), `RetryPolicy` beyond botocore's own
 retries, a schedule's own `FlexibleTimeWindow` (the firer's window stands for it), catching up
-on occurrences missed while the firer was not looking (only the latest one fires).
+on occurrences missed while the firer was not looking (only the latest one fires), a schedule
+disabled and enabled again between two looks (the firer never saw it disabled).
 
 Expressions are read by `jobkit.expressions` (the same code validates them up front).
 """
@@ -38,7 +44,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from jobkit import aws
 from jobkit.errors import InvalidScheduleError
-from jobkit.expressions import Expression, Rate, iso_utc, parse_expression
+from jobkit.expressions import Expression, iso_utc, parse_expression
 
 log = logging.getLogger("jobkit.local")
 
@@ -56,10 +62,15 @@ def _as_utc(value: Any) -> datetime | None:
     return datetime.fromtimestamp(float(value), UTC)
 
 
+# What makes a schedule's occurrences: creation, expression, timezone, start and end dates.
+_Key = tuple[str, str, str, str, str]
+
+
 @dataclass
 class _Tracked:
-    """What the firer remembers of one schedule (keyed by ARN, creation, expression)."""
+    """What the firer remembers of one schedule (by ARN), for the definition `key`."""
 
+    key: _Key
     expression: Expression | None
     last: datetime  # the last occurrence fired, or where counting starts
     due: datetime | None = None  # the pending occurrence
@@ -95,7 +106,8 @@ class ScheduleFirer:
             make = lambda name: client(name, endpoint_url)  # noqa: E731
         self.scheduler, self.sqs = make("scheduler"), make("sqs")
         self.fired = 0
-        self._tracked: dict[tuple[str, str, str, str], _Tracked] = {}
+        self._tracked: dict[str, _Tracked] = {}  # by ARN
+        self._disabled: set[str] = set()  # ARNs seen DISABLED at the last look
         self._details: dict[str, tuple[Any, dict[str, Any]]] = {}  # arn -> (modified, schedule)
         self._queue_urls: dict[str, str] = {}
         self._warned: set[tuple[str, str]] = set()
@@ -151,27 +163,42 @@ class ScheduleFirer:
         fired = 0
         for page in self.scheduler.get_paginator("list_schedules").paginate():
             for summary in page.get("Schedules", []):
-                seen.add(summary["Arn"])
+                arn = summary["Arn"]
+                seen.add(arn)
                 if summary.get("State", "ENABLED") != "ENABLED":
-                    continue  # remembered as it is: enabling it again does not re-fire an at()
+                    self._pause(arn)
+                    continue
+                resumed = arn in self._disabled
+                self._disabled.discard(arn)
                 schedule = self._schedule(summary)
-                if schedule is not None and self._consider(self._key(schedule), schedule, now):
+                if schedule is not None and self._consider(schedule, now, resumed):
                     fired += 1
         # Forget deleted schedules (a new one of the same name is a new schedule).
-        for key in [k for k in self._tracked if k[0] not in seen]:
-            del self._tracked[key]
+        for arn in set(self._tracked) - seen:
+            del self._tracked[arn]
         for arn in set(self._details) - seen:
             del self._details[arn]
+        self._disabled &= seen
         self.fired += fired
         return fired
 
+    def _pause(self, arn: str) -> None:
+        """A disabled schedule: its pending occurrence is dropped, and once it is enabled again
+        it counts from that moment (as Scheduler does, it never fires what it missed). What
+        it already fired is remembered: enabling it again does not re-fire an at()."""
+        self._disabled.add(arn)
+        tracked = self._tracked.get(arn)
+        if tracked is not None:
+            tracked.due = tracked.fire_at = None
+
     @staticmethod
-    def _key(schedule: dict[str, Any]) -> tuple[str, str, str, str]:
+    def _key(schedule: dict[str, Any]) -> _Key:
         return (
-            schedule["Arn"],
             str(schedule.get("CreationDate")),
             schedule.get("ScheduleExpression", ""),
             schedule.get("ScheduleExpressionTimezone") or "UTC",
+            str(_as_utc(schedule.get("StartDate"))),
+            str(_as_utc(schedule.get("EndDate"))),
         )
 
     def _schedule(self, summary: dict[str, Any]) -> dict[str, Any] | None:
@@ -192,10 +219,12 @@ class ScheduleFirer:
         self._details[arn] = (modified, schedule)
         return schedule
 
-    def _track(self, key: tuple[str, str, str, str], schedule: dict[str, Any]) -> _Tracked:
-        tracked = self._tracked.get(key)
-        if tracked is not None:
-            return tracked
+    def _track(self, schedule: dict[str, Any], now: datetime) -> _Tracked:
+        """What the firer knows of a schedule; a changed definition is counted afresh."""
+        key = self._key(schedule)
+        known = self._tracked.get(schedule["Arn"])
+        if known is not None and known.key == key:
+            return known
         start = _as_utc(schedule.get("StartDate"))
         created = _as_utc(schedule.get("CreationDate")) or self.now()
         expression: Expression | None = None
@@ -208,21 +237,26 @@ class ScheduleFirer:
             )
         except InvalidScheduleError as error:
             self.log.error("schedule %s skipped: %s", schedule["Name"], error)
-        if expression is not None:
-            if expression.one_time:
-                last = datetime.min.replace(tzinfo=UTC)
-            elif start is not None:
-                last = start - _EPSILON  # an occurrence at StartDate itself fires
-            if isinstance(expression, Rate) and start is None:
-                last = created  # the first one is a period after creation
-        tracked = _Tracked(expression, last, done=expression is None)
-        self._tracked[key] = tracked
+        # Counting starts at the creation (a rate's first occurrence is a period after it), or
+        # just before StartDate (an occurrence at StartDate itself fires, none before the
+        # creation); StartDate does not apply to a one-time at().
+        if expression is not None and expression.one_time:
+            last = datetime.min.replace(tzinfo=UTC)
+        elif expression is not None and start is not None:
+            last = max(start - _EPSILON, created)
+        if known is not None:
+            # Changed (expression, timezone, start or end) since the last look: what the old
+            # definition missed is not owed by the new one.
+            last = max(last, now)
+        tracked = _Tracked(key, expression, last, done=expression is None)
+        self._tracked[schedule["Arn"]] = tracked
         return tracked
 
-    def _consider(
-        self, key: tuple[str, str, str, str], schedule: dict[str, Any], now: datetime
-    ) -> bool:
-        tracked = self._track(key, schedule)
+    def _consider(self, schedule: dict[str, Any], now: datetime, resumed: bool) -> bool:
+        tracked = self._track(schedule, now)
+        if resumed and tracked.last < now:
+            # Enabled again since the last look: nothing missed meanwhile fires.
+            tracked.last, tracked.due, tracked.fire_at = now, None, None
         if tracked.done or tracked.expression is None:
             return False
         expression = tracked.expression

@@ -607,6 +607,7 @@ def deploy(
     sources = _package(template, root, client("s3", endpoint_url))
     cfn = translate(template, parameters)
     _point_refs_at_lifted(cfn, stack_name)
+    _key_policies_as_json(cfn)
     lifted, conditions = _lift_unsupported(cfn, _HiddenOutputs(cfn))
     cloudformation = client("cloudformation", endpoint_url)
     try:
@@ -701,6 +702,21 @@ def _fix_layer_refs(cfn: dict[str, Any], outputs: dict[str, str], endpoint_url: 
             outputs[key] = next(iter(versions.values()))
 
 
+def _key_policies_as_json(cfn: dict[str, Any]) -> None:
+    """Hand moto each KMS key's policy as the JSON string its API stores, not an object.
+
+    Moto's CloudFormation keeps `KeyPolicy` as given, and every later call on the key (even
+    `DescribeKey`) then fails parsing it; `Fn::ToJsonString` (which moto resolves) serializes it
+    after its intrinsics are resolved.
+    """
+    for resource in cfn["Resources"].values():
+        properties = resource.get("Properties", {})
+        policy = properties.get("KeyPolicy")
+        written_out = isinstance(policy, dict) and not set(policy) & _INTRINSICS
+        if resource.get("Type") == "AWS::KMS::Key" and written_out:
+            properties["KeyPolicy"] = {"Fn::ToJsonString": policy}
+
+
 def _complete_tables(cfn: dict[str, Any], resources: dict[str, str], endpoint_url: str) -> None:
     """Apply the table settings moto's CloudFormation ignores: TTL and point-in-time recovery."""
     ddb = client("dynamodb", endpoint_url)
@@ -767,7 +783,8 @@ def _read_mappings(functions: list[FunctionSpec], endpoint_url: str) -> list[Que
     """Read the SQS event source mappings back, then switch them off in moto.
 
     Moto would otherwise try to invoke the function itself (in Docker) on every SendMessage;
-    the local runner (`esm.py`) polls on the mapping's behalf instead.
+    the local runner (`esm.py`) polls on the mapping's behalf instead. A queue whose visibility
+    timeout is below the function's timeout is refused, as AWS refuses that mapping.
     """
     lam = client("lambda", endpoint_url)
     sqs = client("sqs", endpoint_url)
@@ -784,12 +801,22 @@ def _read_mappings(functions: list[FunctionSpec], endpoint_url: str) -> list[Que
             else:
                 continue  # disabled in the template: not polled on AWS either
             concurrency = esm.get("ScalingConfig", {}).get("MaximumConcurrency")
+            queue_url = sqs.get_queue_url(QueueName=arn.split(":")[-1])["QueueUrl"]
+            attributes = sqs.get_queue_attributes(
+                QueueUrl=queue_url, AttributeNames=["VisibilityTimeout"]
+            )["Attributes"]
+            visibility = int(attributes["VisibilityTimeout"])
+            if visibility < function.timeout:
+                raise LocalStackError(
+                    f"{function.logical_id}: queue visibility timeout {visibility} s is less than"
+                    f" the function timeout {function.timeout} s (AWS refuses this mapping)"
+                )
             mappings.append(
                 QueueMappingSpec(
                     uuid=esm["UUID"],
                     function_name=function.name,
                     queue_arn=arn,
-                    queue_url=sqs.get_queue_url(QueueName=arn.split(":")[-1])["QueueUrl"],
+                    queue_url=queue_url,
                     batch_size=int(esm.get("BatchSize", 10)),
                     batching_window=float(esm.get("MaximumBatchingWindowInSeconds", 0)),
                     maximum_concurrency=int(concurrency) if concurrency else None,

@@ -6,11 +6,16 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, HttpUrl
 
-from jobkit.jobs import Backoff, JobType
+from jobkit.jobs import Backoff, Guarantee, JobType
 
 QUEUE = "email"
 # SES throttling clears within seconds to minutes: 5 attempts, 1 s doubling, 5 min cap.
 _ATTEMPTS, _BACKOFF, _TIMEOUT = 5, Backoff(base=1.0, cap=300.0), 10.0
+# Side effects (README "Side effects"): an invitation, a password reset or a verification link
+# is waited for; a second copy is harmless, a lost one is a support ticket: at least once. A
+# welcome or a documents reminder nobody waits for, and a second copy looks broken (a reminder
+# missed is covered by the next one of its sequence): at most once.
+_WAITED_FOR, _UNASKED = Guarantee.AT_LEAST_ONCE, Guarantee.AT_MOST_ONCE
 
 
 class _Email(BaseModel):
@@ -54,6 +59,7 @@ SEND_INVITE = JobType(
     _BACKOFF,
     _TIMEOUT,
     description="Invitation to join an organisation.",
+    guarantee=_WAITED_FOR,
 )
 SEND_PASSWORD_RESET = JobType(
     "email.send_password_reset",
@@ -63,6 +69,7 @@ SEND_PASSWORD_RESET = JobType(
     _BACKOFF,
     _TIMEOUT,
     description="Password-reset link.",
+    guarantee=_WAITED_FOR,
 )
 SEND_VERIFICATION = JobType(
     "email.send_verification",
@@ -72,6 +79,7 @@ SEND_VERIFICATION = JobType(
     _BACKOFF,
     _TIMEOUT,
     description="Email-address verification link.",
+    guarantee=_WAITED_FOR,
 )
 SEND_WELCOME = JobType(
     "email.send_welcome",
@@ -81,6 +89,7 @@ SEND_WELCOME = JobType(
     _BACKOFF,
     _TIMEOUT,
     description="Welcome after sign-up.",
+    guarantee=_UNASKED,
 )
 
 SEND_DOCUMENTS_REMINDER = JobType(
@@ -91,6 +100,7 @@ SEND_DOCUMENTS_REMINDER = JobType(
     _BACKOFF,
     _TIMEOUT,
     description="Reminder of the documents an application still misses (reminder sequences).",
+    guarantee=_UNASKED,
 )
 
 ALL = (
