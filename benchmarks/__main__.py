@@ -80,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         results += requests_per_job.run(
             cpu_per_record, n=50 if args.quick else requests_per_job.N_JOBS
         )
+        from benchmarks import enqueue_many
+
+        results += enqueue_many.run(quick=args.quick)
     if "time" in selected:
         from benchmarks import time_requests
 

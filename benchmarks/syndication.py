@@ -28,6 +28,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -321,7 +322,7 @@ def syndication_stack(
             Runtime(
                 Registry(PARTNERS_PATH, CACHE_SECONDS),
                 RateLimiter(RATE_TABLE),
-                Sender(servers.ca_file),
+                Sender(servers.ca_file, allow_private_networks=True),
             )
         )
         # Every client jobkit will use, made now (so hooks can be set on them before any call).
@@ -401,15 +402,22 @@ class SynTally(Tally):
         return sum(n for k, n in self.calls.items() if k.startswith(prefix))
 
 
+class _RateCall(threading.local):
+    """What one call on the RateLimitsTable carries to its answer, per thread."""
+
+    def __init__(self) -> None:
+        self.before: tuple[dict[str, Any], dict[str, Any] | None] | None = None
+        self.read = False
+
+
 class SyndicationMeter(Meter):
     """Meter of requests_per_job.py, plus the RateLimitsTable: its conditional writes (1 unit
-    each, items far below 1 KB, no index) and its consistent reads."""
+    each, failed or not: items far below 1 KB, no index) and its consistent reads."""
 
     def __init__(self, *args: Any, rate_table: str) -> None:
         super().__init__(*args)
         self.rate_table = rate_table
-        self._rate_before: tuple[dict[str, Any], dict[str, Any] | None] | None = None
-        self._rate_read = False
+        self._rate = _RateCall()
 
     def _rate_item(self, key: dict[str, Any]) -> dict[str, Any] | None:
         found = self._reader.get_item(TableName=self.rate_table, Key=key, ConsistentRead=True)
@@ -418,25 +426,35 @@ class SyndicationMeter(Meter):
     def _params(self, params: dict[str, Any], model: Any, event_name: str, **kw: Any) -> None:
         if event_name.split(".")[1] == "dynamodb" and params.get("TableName") == self.rate_table:
             if model.name in _DDB_WRITES:
-                self._rate_before = (params["Key"], self._rate_item(params["Key"]))
-                self.tally.rate_writes += 1  # type: ignore[attr-defined]
+                self._rate.before = (params["Key"], self._rate_item(params["Key"]))
+                with self._lock:
+                    self.tally.rate_writes += 1  # type: ignore[attr-defined]
             elif model.name == "GetItem":
-                self._rate_read = True
+                self._rate.read = True
             return
         super()._params(params=params, model=model, event_name=event_name, **kw)
 
     def _after(self, model: Any, parsed: dict[str, Any], event_name: str, **kw: Any) -> None:
         tally: SynTally = self.tally  # type: ignore[assignment]
-        if self._rate_before is not None and model.name in _DDB_WRITES:
-            key, before = self._rate_before
-            tally.rate_wu += capacity.table_write_units(before, self._rate_item(key))
-            self._rate_before = None
+        if self._rate.before is not None and model.name in _DDB_WRITES:
+            key, before = self._rate.before
+            self._rate.before = None
+            units = capacity.table_write_units(before, self._rate_item(key))
+            with self._lock:
+                tally.rate_wu += units
             return
-        if self._rate_read and model.name == "GetItem":
-            tally.rate_ru += capacity.read_units(parsed.get("Item"), consistent=True)
-            self._rate_read = False
+        if self._rate.read and model.name == "GetItem":
+            self._rate.read = False
+            units = capacity.read_units(parsed.get("Item"), consistent=True)
+            with self._lock:
+                tally.rate_ru += units
             return
         super()._after(model=model, parsed=parsed, event_name=event_name, **kw)
+
+    def _forget(self, **kw: Any) -> None:
+        self._rate.before = None
+        self._rate.read = False
+        super()._forget(**kw)
 
 
 class RoutingSink:
