@@ -158,19 +158,34 @@ def test_an_envelope_that_disagrees_with_the_log_is_dead_lettered_and_changes_no
 # -- 2. every state change is conditional ----------------------------------------------------
 
 
-def test_enqueue_many_never_overwrites_a_finished_job(stack: Stack) -> None:
-    # Given a job that ran and succeeded
-    stack.client.enqueue(ECHO, payload(1), job_id="finished")
-    deliver(stack, make_worker(stack, Runs()), receive_now(stack))
-    before = only(stack, "finished")
-    assert before.state == JobState.SUCCEEDED
-    # When a batch enqueues its id again, with another payload
-    result = stack.client.enqueue_many([EnqueueRequest(ECHO, payload(2), job_id="finished")])
-    # Then the batch is handed the job as it is, and the log keeps its result
+def test_enqueue_many_never_overwrites_a_job_that_appeared_and_finished_meanwhile(
+    stack: Stack,
+) -> None:
+    from jobkit import aws
+
+    # Given a batch about to write job "raced", and another producer whose job of that id is
+    # enqueued and run to success just before the batch's write reaches the log
+    competitor: dict[str, Job] = {}
+    started: list[bool] = []
+
+    def run_the_competitor(**_: Any) -> None:
+        if started:
+            return
+        started.append(True)
+        competitor["enqueued"] = stack.client.enqueue(ECHO, payload(1), job_id="raced")
+        deliver(stack, make_worker(stack, Runs()), receive_now(stack))
+        competitor["finished"] = only(stack, "raced")
+
+    for write in ("PutItem", "BatchWriteItem"):
+        aws.dynamodb().meta.events.register(f"before-call.dynamodb.{write}", run_the_competitor)
+    # When the batch writes it, with another payload
+    result = stack.client.enqueue_many([EnqueueRequest(ECHO, payload(2), job_id="raced")])
+    # Then the batch is handed the finished job, and the log keeps it with its result
+    finished = competitor["finished"]
+    assert finished.state == JobState.SUCCEEDED and finished.result is not None
     (outcome,) = result.outcomes
-    assert (outcome.created, outcome.ok) == (False, True)
-    assert outcome.job == before
-    assert only(stack, "finished") == before
+    assert (outcome.created, outcome.ok, outcome.job) == (False, True, finished)
+    assert only(stack, "raced") == finished
     assert receive_now(stack) == []
 
 
