@@ -608,3 +608,54 @@ def test_a_megabyte_error_message_is_recorded_masked_and_cut(stack: Stack) -> No
     assert job.state == JobState.FAILED and job.error is not None
     assert job.error.startswith("a***@m***.de rejected: ") and len(job.error) <= 1000
     assert reason_of(dead_letters(stack)[0]) == job.error
+
+
+class Killed(BaseException):
+    """A worker's process dying (SIGKILL): nothing after it runs, no handler sees it."""
+
+
+@pytest.mark.parametrize("path", ["abandoned", "permanent", "unknown-type"])
+def test_a_worker_killed_between_failing_a_job_and_dead_lettering_it_loses_no_dead_letter(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    from jobkit import queues
+
+    # Given a job about to fail (its last attempt abandoned, a permanent error, or a type
+    # nobody hosts), and a worker that dies right after the failing write, before the DLQ send
+    if path == "abandoned":
+        stack.client.enqueue(ONCE, payload(), job_id="half-failed")
+        assert JobLog(stack.settings.table).claim("half-failed", 60).job is not None
+        expire_lease(stack, "half-failed")
+        worker = make_once_worker(stack, Runs())
+    elif path == "permanent":
+        stack.client.enqueue(ECHO, payload(), job_id="half-failed")
+        worker = make_worker(stack, Runs([PermanentError("no such account")]))
+    else:
+        send_raw(stack, "half-failed", "test.nobody_hosts_this", {"x": 1})
+        worker = make_worker(stack, Runs())
+    real_dead_letter = queues.dead_letter
+
+    def die(*args: Any, **kwargs: Any) -> None:
+        raise Killed
+
+    monkeypatch.setattr(queues, "dead_letter", die)
+    (message,) = receive_now(stack)
+    with pytest.raises(Killed):
+        worker.handle(sqs_event([message]), None)
+    failed = only(stack, "half-failed")
+    assert failed.state == JobState.FAILED and failed.dead_letter_due
+    assert dead_letters(stack) == []
+    # When its message comes back (the dead worker never deleted it) to a worker that lives
+    monkeypatch.setattr(queues, "dead_letter", real_dead_letter)
+    assert deliver(stack, worker, receive_now(stack)) == []
+    # Then the dead letter is sent, with the job's reason and generation, and no longer due
+    (letter,) = dead_letters(stack)
+    assert reason_of(letter) == failed.error
+    assert body_of(letter)["dead_letter"]["generation"] == failed.generation
+    after = only(stack, "half-failed")
+    assert (after.state, after.dead_letter_due, after.error) == (
+        JobState.FAILED,
+        False,
+        failed.error,
+    )
+    assert receive_now(stack) == []

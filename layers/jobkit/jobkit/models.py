@@ -113,6 +113,7 @@ class Job(BaseModel):
     run_at: datetime | None = None
     lease_until: datetime | None = None  # while running: when another attempt may take over
     next_attempt_at: datetime | None = None  # while retrying
+    dead_letter_due: bool = False  # failed, and its dead letter not yet in the DLQ
 
 
 def utcnow() -> datetime:

@@ -13,6 +13,7 @@ Item layout (attribute -> meaning):
   payload, result, progress   JSON text
   error, duration_ms, started_at, finished_at, next_attempt_at
   expires_at    epoch seconds, DynamoDB TTL of a finished job
+  dead_letter_due  true from a failure until its dead letter is in the DLQ
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ _ATTRIBUTES = (
     "finished_at",
     "next_attempt_at",
     "expires_at",
+    "dead_letter_due",
 )
 _NAME = re.compile(r"(?<![:#\w])(" + "|".join(_ATTRIBUTES) + r")\b")
 
@@ -181,6 +183,7 @@ def job_from_item(item: dict[str, Any]) -> Job:
         generation=get("generation") or 0,
         run_at=get("run_at"),
         lease_until=_from_ms(get("lease_until")) if get("state") == "running" else None,
+        dead_letter_due=bool(item.get("dead_letter_due", {}).get("BOOL", False)),
         next_attempt_at=get("next_attempt_at") if get("state") == "retrying" else None,
     )
 
@@ -291,16 +294,18 @@ def _time_for(pause: float, until: float | None) -> bool:
 def _failed(
     job_id: str, error: str, retention: timedelta, now: datetime
 ) -> tuple[str, dict[str, AttributeValueTypeDef]]:
-    """The update that makes a job failed (it enters `by_state`, and expires in time)."""
+    """The update that makes a job failed (it enters `by_state`, and expires in time), with
+    its dead letter due: `dead_lettered` clears that once the DLQ has it."""
     return (
         "SET state = :failed, error = :error, finished_at = :now, updated_at = :now, "
-        "state_shard = :shard, expires_at = :ttl REMOVE lease_until",
+        "state_shard = :shard, expires_at = :ttl, dead_letter_due = :due REMOVE lease_until",
         {
             ":failed": _s(JobState.FAILED.value),
             ":error": _s(error),
             ":now": _s(iso(now)),
             ":shard": _s(f"failed#{shard_of(job_id)}"),
             ":ttl": _ttl(retention, now),
+            ":due": {"BOOL": True},
         },
     )
 
@@ -413,7 +418,8 @@ class JobLog:
             response = self._update(
                 job_id,
                 "SET state = :queued, attempts = :zero, generation = generation + :one, "
-                "updated_at = :now REMOVE state_shard, expires_at, finished_at, lease_until",
+                "updated_at = :now "
+                "REMOVE state_shard, expires_at, finished_at, lease_until, dead_letter_due",
                 {
                     ":failed": _s(JobState.FAILED.value),
                     ":queued": _s(JobState.QUEUED.value),
@@ -484,7 +490,7 @@ class JobLog:
             update = (
                 "SET state = :running, attempts = :one, generation = generation + :one, "
                 "lease_until = :lease, started_at = :now, updated_at = :now "
-                "REMOVE state_shard, expires_at, finished_at"
+                "REMOVE state_shard, expires_at, finished_at, dead_letter_due"
             )
             values[":failed"] = _s(JobState.FAILED.value)
             values[":gen"] = _n(dead_letter_generation)
@@ -549,7 +555,19 @@ class JobLog:
         item["error"] = _s(error)
         item["finished_at"] = item["updated_at"]
         item["expires_at"] = _ttl(retention, now)
+        item["dead_letter_due"] = {"BOOL": True}
         return self.put_new(item)
+
+    def dead_lettered(self, job_id: str, generation: int) -> bool:
+        """The failed job's dead letter is in the DLQ: it is no longer due. (Failing a job and
+        sending its dead letter are two steps; a worker that dies between them leaves the mark,
+        and the next delivery of its message sends the dead letter.)"""
+        return self._conditional(
+            job_id,
+            "REMOVE dead_letter_due",
+            {":failed": _s(JobState.FAILED.value), ":gen": _n(generation)},
+            "state = :failed AND generation = :gen AND attribute_exists(dead_letter_due)",
+        )
 
     def succeed(
         self,

@@ -248,6 +248,8 @@ class Worker:
             self._mismatch(envelope, record, job)
         elif claim.outcome is ClaimOutcome.ABANDONED and job is not None:
             self._abandon(job_type, job, envelope)
+        elif job is not None and job.dead_letter_due:
+            self._dead_letter_late(envelope, job)
         else:
             state = job.state.value if job else "missing"
             logger.info("job skipped", extra={"state": state, "reason": "duplicate delivery"})
@@ -455,6 +457,13 @@ class Worker:
         if created or ours:
             self._dead_letter_job(envelope, reason, job.generation)
             self._stats[envelope.type].failed += 1
+        elif job.dead_letter_due and (job.type, job.queue, job.payload) == (
+            envelope.type,
+            self.queue,
+            envelope.payload,
+        ):
+            self._dead_letter_late(envelope, job)  # logged by an earlier delivery of this one
+            return
         else:
             reason += f"; job {envelope.id} in the log ({job.type}, {job.state.value}) left as is"
             # Not marked as that job's dead letter: a redrive must not revive it from here.
@@ -504,10 +513,20 @@ class Worker:
         return why
 
     def _dead_letter_job(self, envelope: Envelope, reason: str, generation: int) -> None:
+        """Put a failed job's message in the DLQ, then clear the job's `dead_letter_due` (set
+        by the write that failed it): a worker that dies between the two leaves it due, and
+        the message, which comes back, is dead-lettered by the next delivery."""
         marked = envelope.model_copy(
             update={"dead_letter": DeadLetter(reason=reason, generation=generation, at=utcnow())}
         )
         self._dead_letter(marked.to_json(), reason, envelope.id)
+        self.log.dead_lettered(envelope.id, generation)
+
+    def _dead_letter_late(self, envelope: Envelope, job: Job) -> None:
+        """A failed job whose dead letter never reached the DLQ (its worker died in between)."""
+        reason = job.error or "failed"
+        self._dead_letter_job(envelope, reason, job.generation)
+        logger.warning("job dead-lettered late", extra={"error": reason})
 
     def _dead_letter(self, body: str, reason: str, job_id: str | None) -> None:
         queues.dead_letter(self.settings.dead_letter_queue_url, body, reason, job_id, self.queue)

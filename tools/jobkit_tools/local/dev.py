@@ -231,17 +231,20 @@ class LocalStack:
         for poller in list(self.pollers):
             poller.kill()
 
-    def kill_random_worker(self, rng: random.Random, function: str | None = None) -> Kill | None:
+    def kill_random_worker(
+        self, rng: random.Random, function: str | None = None, *, warm_only: bool = False
+    ) -> Kill | None:
         """SIGKILL one container that is running an invocation, as a crash or an out-of-memory
         kill would (chaos tests): of `function` (a logical id such as "EmailFunction"; None for
-        any), picked with `rng`. Its messages come back after the visibility timeout; the poller
-        starts fresh containers. None when no such container was invoking."""
+        any), picked with `rng`; with `warm_only`, not in its first invocation (see
+        `QueuePoller.kill_one`). Its messages come back after the visibility timeout; the
+        poller starts fresh containers. None when no such container was invoking."""
         pollers = [p for p in self.pollers if function in (None, p.function.logical_id)]
         if function is not None and not pollers:
             raise LocalStackError(f"no function {function!r} with a queue in this stack")
         rng.shuffle(pollers)
         for poller in pollers:
-            kill = poller.kill_one(rng)
+            kill = poller.kill_one(rng, warm_only=warm_only)
             if kill is not None:
                 return kill
         return None

@@ -77,6 +77,7 @@ class Container:
         self.index = index
         self.label = f"{spec.logical_id}#{index}"
         self.invoking = False  # between sending an invocation and reading its answer
+        self.answered = 0  # invocations that returned an answer (0: still on its first)
         self.event: dict[str, Any] | None = None  # the event of the invocation running, if any
         self.chaos_killed = False  # set by `QueuePoller.kill_one`
         self._write_log = write_log
@@ -191,6 +192,7 @@ class Container:
             code = self.process.returncode
             error = {"errorType": "Runtime.ExitError", "errorMessage": f"exit code {code}"}
             return Outcome("crash", error=error, duration=duration)
+        self.answered += 1
         if "error" in answer:
             return Outcome("error", error=answer["error"], duration=duration)
         return Outcome("ok", result=answer.get("result"), duration=duration)
@@ -366,14 +368,25 @@ class QueuePoller:
         for container in containers:
             container.kill()
 
-    def kill_one(self, rng: random.Random) -> Kill | None:
+    def kill_one(self, rng: random.Random, *, warm_only: bool = False) -> Kill | None:
         """SIGKILL one container that is running an invocation (picked with `rng`), as a crash or
         an out-of-memory kill would; None when none is. The poller keeps running: the killed
         invocation deletes nothing, so its messages come back after the queue's visibility
         timeout, and the next batch gets a fresh container. `stats.kills_mid_invocation`
-        counts the kills that ended an invocation (one may answer just before the signal)."""
+        counts the kills that ended an invocation (one may answer just before the signal).
+
+        `warm_only` spares a container's first invocation. That one is mostly warm-up (a
+        function creates its clients and loads its templates on first use), and as every kill
+        makes a fresh container, kills at random moments would mostly land in warm-ups."""
         with self._lock:
-            busy = [c for c in self._all if c.invoking and not c.chaos_killed and c.alive]
+            busy = [
+                c
+                for c in self._all
+                if c.invoking
+                and not c.chaos_killed
+                and c.alive
+                and (c.answered > 0 or not warm_only)
+            ]
             if not busy:
                 return None
             victim = rng.choice(sorted(busy, key=lambda c: c.index))
