@@ -72,3 +72,16 @@ def test_a_job_that_is_not_there_is_exit_code_1(env: Stack) -> None:  # noqa: F8
     # Then it is a failure of the request, not of its input
     assert result.exit_code == 1
     assert "no job 'no-such-job'" in result.output
+
+
+def test_an_aws_failure_is_one_line_and_exit_code_1(
+    env: Stack,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given settings that name a table that does not exist
+    monkeypatch.setenv("JOBKIT_TABLE", "no-such-table")
+    # When a job's status is asked, Then AWS's refusal is one line, exit code 1
+    result = runner.invoke(app, ["status", "any"])
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "ResourceNotFoundException" in lines[0], result.output

@@ -132,3 +132,34 @@ def test_an_error_message_stored_in_the_log_is_masked_and_bounded(stack: Stack) 
     assert job is not None and job.error is not None
     assert RECIPIENT not in job.error
     assert len(job.error) <= 1000
+
+
+def test_an_aws_failure_is_a_jobkit_error_with_its_cause(stack: Stack) -> None:
+    from jobkit import JobkitError
+    from jobkit.errors import ServiceError
+
+    # Given a client whose table does not exist
+    client = Jobkit(stack.settings.model_copy(update={"table": "no-such-table"}))
+    # When a job is read, Then AWS's refusal comes out as a ServiceError saying what failed
+    with pytest.raises(ServiceError) as raised:
+        client.get_job("any")
+    assert isinstance(raised.value, JobkitError)
+    assert raised.value.operation == "GetItem"
+    assert raised.value.code == "ResourceNotFoundException"
+    assert "GetItem failed: ResourceNotFoundException" in str(raised.value)
+    assert raised.value.__cause__ is not None  # botocore's error, for whoever needs it
+
+
+def test_an_unreachable_endpoint_is_a_jobkit_error(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jobkit import aws
+    from jobkit.errors import ServiceError
+
+    # Given every client pointed at a port where nothing listens
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    aws.reset_clients()
+    # When a job is enqueued, Then the connection error is a ServiceError, not botocore's own
+    with pytest.raises(ServiceError, match="EndpointConnectionError"):
+        stack.client.enqueue(ECHO, payload(), job_id="nowhere")
+    aws.reset_clients()

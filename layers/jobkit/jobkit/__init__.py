@@ -26,6 +26,7 @@ from jobkit.errors import (
     OutcomeUnknownError,
     PermanentError,
     ScheduleNotFoundError,
+    ServiceError,
     TransientError,
     UnknownJobTypeError,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "RedriveResult",
     "Retention",
     "ScheduleNotFoundError",
+    "ServiceError",
     "TransientError",
     "UnknownJobTypeError",
     "cancel",

@@ -535,6 +535,7 @@ def _validated(**fields: Any) -> Application:
         ) from None
 
 
+@aws.service_errors
 def put_application(
     applicant_id: str,
     *,
@@ -559,6 +560,7 @@ def put_application(
     return (applications or default_applications()).put(application)
 
 
+@aws.service_errors
 def mark_documents_complete(
     applicant_id: str, *, applications: Applications | None = None
 ) -> Application:
@@ -567,6 +569,7 @@ def mark_documents_complete(
     return (applications or default_applications()).complete_documents(applicant_id)
 
 
+@aws.service_errors
 def get_application(
     applicant_id: str, *, applications: Applications | None = None
 ) -> Application | None:

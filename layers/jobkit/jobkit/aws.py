@@ -6,8 +6,13 @@ points every client at another endpoint (the local stack's moto server).
 
 from __future__ import annotations
 
+import functools
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from jobkit.errors import ServiceError
+from jobkit.redact import redact
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -86,6 +91,28 @@ def new_session(**options: Any) -> Any:
     else:
         core.register_component("data_loader", _loader)
     return boto3.session.Session(botocore_session=core, **options)
+
+
+def service_errors[**P, R](fn: Callable[P, R]) -> Callable[P, R]:
+    """Let an AWS error out of `fn` (a public call of the library) as a `ServiceError`: every
+    error the library raises is a `JobkitError`; the botocore one is kept as its cause."""
+
+    @functools.wraps(fn)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return fn(*args, **kwargs)
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code") or "Error")
+            text = redact(f"AWS {exc.operation_name} failed: {code}: {error.get('Message', '')}")
+            raise ServiceError(text.rstrip(": "), operation=exc.operation_name, code=code) from exc
+        except BotoCoreError as exc:
+            text = redact(f"AWS call failed: {type(exc).__name__}: {exc}")
+            raise ServiceError(text, code=type(exc).__name__) from exc
+
+    return call
 
 
 def dynamodb() -> DynamoDBClient:

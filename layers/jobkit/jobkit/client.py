@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from jobkit import queues, recurring, schedules
+from jobkit import aws, queues, recurring, schedules
 from jobkit.errors import (
     EnqueueError,
     EnvelopeTooLargeError,
@@ -238,6 +238,7 @@ class Jobkit:
                 prepared.delay_seconds,
             )
 
+    @aws.service_errors
     def enqueue(
         self,
         job_type: JobType | str,
@@ -266,6 +267,7 @@ class Jobkit:
             raise EnqueueError(f"job {job.id}: {reason}") from exc
         return job
 
+    @aws.service_errors
     def enqueue_many(self, requests: Iterable[EnqueueRequest]) -> EnqueueManyResult:
         """Enqueue a batch, with `enqueue`'s semantics for every request.
 
@@ -349,10 +351,12 @@ class Jobkit:
 
     # -- read ------------------------------------------------------------------------------
 
+    @aws.service_errors
     def get_job(self, job_id: str) -> Job | None:
         """The job as the log has it now (a consistent read), or None."""
         return self.log.get(check_job_id(job_id))
 
+    @aws.service_errors
     def list_jobs(
         self,
         state: JobState | str | None = None,
@@ -390,6 +394,7 @@ class Jobkit:
         ]
         return selected[:limit]
 
+    @aws.service_errors
     def cancel(self, job_id: str) -> Job:
         """Cancel a scheduled, queued or retrying job (deleting its schedule, if any). A
         worker never runs a cancelled job; a running or finished one cannot be cancelled."""
@@ -410,6 +415,7 @@ class Jobkit:
             schedules.delete(schedule, self.settings.require_scheduler()[0])
         return before.model_copy(update={"state": JobState.CANCELLED})
 
+    @aws.service_errors
     def run_now(self, job_id: str) -> Job:
         """Run a scheduled (delayed) job now instead of at its due time: it becomes queued
         and its message goes out at once; its schedule, if it has one, is deleted. A message
@@ -442,6 +448,7 @@ class Jobkit:
 
     # -- recurring jobs ----------------------------------------------------------------------
 
+    @aws.service_errors
     def schedule(
         self,
         name: str,
@@ -510,6 +517,7 @@ class Jobkit:
         # of a rate is counted from now, within the milliseconds of the call.
         return recurring.from_definition(made, utcnow())
 
+    @aws.service_errors
     def get_schedule(self, name: str) -> RecurringSchedule:
         recurring.check_name(name)
         definition = schedules.get(name, self.settings.require_recurring()[0])
@@ -517,16 +525,19 @@ class Jobkit:
             raise ScheduleNotFoundError(f"no recurring schedule {name!r}")
         return recurring.from_definition(definition, utcnow())
 
+    @aws.service_errors
     def list_schedules(self) -> list[RecurringSchedule]:
         """Every recurring schedule, by name (one GetSchedule each: listing is rare)."""
         group = self.settings.require_recurring()[0]
         found = (schedules.get(name, group) for name in schedules.names(group))
         return [recurring.from_definition(d, utcnow()) for d in found if d is not None]
 
+    @aws.service_errors
     def pause_schedule(self, name: str) -> RecurringSchedule:
         """Stop a schedule firing until it is resumed (runs missed meanwhile do not happen)."""
         return self._set_state(name, enabled=False)
 
+    @aws.service_errors
     def resume_schedule(self, name: str) -> RecurringSchedule:
         """Let a paused schedule fire again: its next run is the first one after now (the runs
         it missed while paused never happen)."""
@@ -544,6 +555,7 @@ class Jobkit:
             schedules.set_state(definition, enabled)
         return recurring.from_definition({**definition, "State": state}, utcnow())
 
+    @aws.service_errors
     def delete_schedule(self, name: str) -> None:
         """Delete a recurring schedule; jobs of runs already fired are not affected."""
         recurring.check_name(name)
@@ -552,6 +564,7 @@ class Jobkit:
 
     # -- failures --------------------------------------------------------------------------
 
+    @aws.service_errors
     def retry(self, job_id: str) -> Job:
         """Run a failed job again, with fresh attempts."""
         job = self.log.get(check_job_id(job_id))
@@ -575,6 +588,7 @@ class Jobkit:
             raise EnqueueError(f"job {job.id}: {reason}") from exc
         return requeued
 
+    @aws.service_errors
     def redrive(self, queue: str) -> RedriveResult:
         """Move a queue's dead letters back to it; each job starts again with fresh attempts.
 

@@ -84,5 +84,15 @@ class LeaseLostError(JobkitError):
     passed and another attempt took it over, or the job was finished meanwhile): stop."""
 
 
+class ServiceError(JobkitError):
+    """An AWS call failed (throttled, denied, not found, unreachable, no credentials):
+    `operation` and `code` say which; the botocore error is its `__cause__`. Input errors are
+    `InvalidRequestError`s, found before any call."""
+
+    def __init__(self, message: str, *, operation: str = "", code: str = "") -> None:
+        super().__init__(message)
+        self.operation, self.code = operation, code
+
+
 class ScheduleNotFoundError(JobkitError):
     """No recurring schedule of that name."""

@@ -23,6 +23,7 @@ from datetime import datetime, time, timedelta
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
+from jobkit import aws
 from jobkit.applications import (
     APPLICANT_ID,
     MAX_STEPS,
@@ -153,6 +154,7 @@ def make_plan(
         ) from None
 
 
+@aws.service_errors
 def start_sequence(
     applicant_id: str,
     *,
@@ -235,6 +237,7 @@ def _resume(jobkit: Jobkit, active: Sequence) -> Sequence:
     return active
 
 
+@aws.service_errors
 def cancel_sequence(
     applicant_id: str,
     *,
@@ -256,6 +259,7 @@ def cancel_sequence(
     return record.sequence
 
 
+@aws.service_errors
 def get_sequence(applicant_id: str, *, applications: Applications | None = None) -> Sequence | None:
     """The applicant's current or last sequence (None if none ever started)."""
     application = (applications or default_applications()).get(check_applicant_id(applicant_id))

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from jobkit import aws
 from jobkit.client import Jobkit, default_client
 from jobkit.jobs import Backoff, JobType
 from jobkit.models import Job
@@ -123,6 +124,7 @@ def delivery_body(payload: PublishListingPayload) -> dict[str, Any]:
     }
 
 
+@aws.service_errors
 def publish_listing(
     listing_id: str,
     version: str | int,
@@ -172,6 +174,7 @@ def _response_id(job: Job) -> str | None:
     return None
 
 
+@aws.service_errors
 def listing_status(
     listing_id: str,
     version: str | int,
