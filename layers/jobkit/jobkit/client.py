@@ -432,16 +432,8 @@ class Jobkit:
             raise InvalidStateError(
                 f"job {job_id} is {before.state.value}: only a scheduled job can be run now"
             )
-        envelope = Envelope(
-            id=before.id, type=before.type, payload=before.payload, enqueued_at=utcnow()
-        )
         released = before.model_copy(update={"state": JobState.QUEUED, "run_at": utcnow()})
-        try:
-            queues.send(queue_url, envelope.to_json())
-        except Exception as exc:
-            reason = redact(f"run now failed: could not send to queue: {exc}")
-            self.log.mark_send_failed(released, reason, jt.retention.failed)
-            raise EnqueueError(f"job {job_id}: {reason}") from exc
+        self._send_or_fail(released, queue_url, jt, "run now")
         if schedule:
             schedules.delete(schedule, self.settings.require_scheduler()[0])
         return released
@@ -579,14 +571,19 @@ class Jobkit:
         requeued = self.log.requeue(job_id, job.generation)
         if requeued is None:
             raise InvalidStateError(f"job {job_id} changed while retrying it; look again")
+        self._send_or_fail(requeued, queue_url, jt, "retry")
+        return requeued
+
+    def _send_or_fail(self, job: Job, queue_url: str, jt: JobType, action: str) -> None:
+        """Send the message of a job the log holds (`job`, as it now stands); if it cannot be
+        sent, mark the job failed with the reason and raise `EnqueueError`."""
         envelope = Envelope(id=job.id, type=job.type, payload=job.payload, enqueued_at=utcnow())
         try:
             queues.send(queue_url, envelope.to_json())
         except Exception as exc:
-            reason = redact(f"retry failed: could not send to queue: {exc}")
-            self.log.mark_send_failed(requeued, reason, jt.retention.failed)
+            reason = redact(f"{action} failed: could not send to queue: {exc}")
+            self.log.mark_send_failed(job, reason, jt.retention.failed)
             raise EnqueueError(f"job {job.id}: {reason}") from exc
-        return requeued
 
     @aws.service_errors
     def redrive(self, queue: str) -> RedriveResult:

@@ -657,8 +657,6 @@ class JobLog:
         """scheduled | queued | retrying -> cancelled: (done, job before, its schedule name).
 
         On refusal the job as it is comes back (None if there is no such job)."""
-        from botocore.exceptions import ClientError
-
         now = utcnow()
         values: dict[str, AttributeValueTypeDef] = {
             ":cancelled": _s(JobState.CANCELLED.value),
@@ -667,38 +665,41 @@ class JobLog:
             ":ttl": _ttl(retention, now),
             **{f":w{i}": _s(s.value) for i, s in enumerate(CANCELLABLE)},
         }
-        try:
-            response = self._update(
-                job_id,
-                "SET state = :cancelled, finished_at = :now, updated_at = :now, "
-                "state_shard = :shard, expires_at = :ttl REMOVE lease_until",
-                values,
-                condition="attribute_exists(pk) AND state IN (:w0, :w1, :w2)",
-                returns="ALL_OLD",
-                on_conflict="ALL_OLD",
-            )
-        except ClientError as exc:
-            old = _conflict_item(exc)
-            return False, job_from_item(old) if old else None, None
-        old_item: dict[str, Any] = response["Attributes"]
-        return True, job_from_item(old_item), old_item.get("schedule_name", {}).get("S")
+        return self._transition(
+            job_id,
+            "SET state = :cancelled, finished_at = :now, updated_at = :now, "
+            "state_shard = :shard, expires_at = :ttl REMOVE lease_until",
+            values,
+            "state IN (:w0, :w1, :w2)",
+        )
 
     def release(self, job_id: str) -> tuple[bool, Job | None, str | None]:
         """scheduled -> queued, due now: (done, job before, its schedule name). On refusal the
         job as it is comes back (None if there is no such job)."""
+        return self._transition(
+            job_id,
+            "SET state = :queued, updated_at = :now, run_at = :now REMOVE state_shard",
+            {
+                ":queued": _s(JobState.QUEUED.value),
+                ":scheduled": _s(JobState.SCHEDULED.value),
+                ":now": _s(iso(utcnow())),
+            },
+            "state = :scheduled",
+        )
+
+    def _transition(
+        self, job_id: str, update: str, values: dict[str, AttributeValueTypeDef], condition: str
+    ) -> tuple[bool, Job | None, str | None]:
+        """An operator's conditional change of a job: (done, the job before, its schedule
+        name); on refusal the job as it is (None if there is no such job)."""
         from botocore.exceptions import ClientError
 
-        now = iso(utcnow())
         try:
             response = self._update(
                 job_id,
-                "SET state = :queued, updated_at = :now, run_at = :now REMOVE state_shard",
-                {
-                    ":queued": _s(JobState.QUEUED.value),
-                    ":scheduled": _s(JobState.SCHEDULED.value),
-                    ":now": _s(now),
-                },
-                condition="attribute_exists(pk) AND state = :scheduled",
+                update,
+                values,
+                condition=f"attribute_exists(pk) AND {condition}",
                 returns="ALL_OLD",
                 on_conflict="ALL_OLD",
             )

@@ -45,21 +45,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 from jobkit import aws
 from jobkit.errors import InvalidScheduleError
 from jobkit.expressions import Expression, iso_utc, parse_expression
+from jobkit.recurring import as_utc
 
 log = logging.getLogger("jobkit.local")
 
 DEFAULT_WINDOW_S = 60.0
 DEFAULT_INTERVAL_S = 0.5
 _EPSILON = timedelta(microseconds=1)
-
-
-def _as_utc(value: Any) -> datetime | None:
-    """A boto3 timestamp (datetime, or epoch seconds) -> aware UTC datetime."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
-    return datetime.fromtimestamp(float(value), UTC)
 
 
 # What makes a schedule's occurrences: creation, expression, timezone, start and end dates.
@@ -197,8 +189,8 @@ class ScheduleFirer:
             str(schedule.get("CreationDate")),
             schedule.get("ScheduleExpression", ""),
             schedule.get("ScheduleExpressionTimezone") or "UTC",
-            str(_as_utc(schedule.get("StartDate"))),
-            str(_as_utc(schedule.get("EndDate"))),
+            str(as_utc(schedule.get("StartDate"))),
+            str(as_utc(schedule.get("EndDate"))),
         )
 
     def _schedule(self, summary: dict[str, Any]) -> dict[str, Any] | None:
@@ -225,8 +217,8 @@ class ScheduleFirer:
         known = self._tracked.get(schedule["Arn"])
         if known is not None and known.key == key:
             return known
-        start = _as_utc(schedule.get("StartDate"))
-        created = _as_utc(schedule.get("CreationDate")) or self.now()
+        start = as_utc(schedule.get("StartDate"))
+        created = as_utc(schedule.get("CreationDate")) or self.now()
         expression: Expression | None = None
         last = created
         try:
@@ -262,7 +254,7 @@ class ScheduleFirer:
         expression = tracked.expression
         if tracked.due is None:
             due = expression.next_after(tracked.last)
-            end = _as_utc(schedule.get("EndDate"))
+            end = as_utc(schedule.get("EndDate"))
             if due is None or (end is not None and due > end):
                 tracked.done = True
                 return False
@@ -273,7 +265,7 @@ class ScheduleFirer:
             return False
         due = tracked.due
         if not expression.one_time:  # missed occurrences: only the latest one fires
-            end = _as_utc(schedule.get("EndDate"))
+            end = as_utc(schedule.get("EndDate"))
             while (following := expression.next_after(due)) is not None and following <= now:
                 if end is not None and following > end:
                     break
