@@ -31,6 +31,10 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from jobkit import aws
+from jobkit.items import as_json as _json
+from jobkit.items import conflict_item as _conflict_item
+from jobkit.items import n as _n
+from jobkit.items import s as _s
 from jobkit.models import Job, JobState, iso, utcnow
 
 if TYPE_CHECKING:
@@ -96,18 +100,6 @@ def shard_of(job_id: str) -> int:
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def _s(value: str) -> AttributeValueTypeDef:
-    return {"S": value}
-
-
-def _n(value: float) -> AttributeValueTypeDef:
-    return {"N": str(value)}
-
-
-def _json(value: Any) -> AttributeValueTypeDef:
-    return {"S": json.dumps(value, separators=(",", ":"), default=str)}
 
 
 def new_item(
@@ -208,19 +200,6 @@ class Claim:
     outcome: ClaimOutcome
     job: Job | None = None
     lease_remaining: float = 0.0
-
-
-def _conflict_item(exc: Exception) -> dict[str, Any] | None:
-    """The item as it was when a write's condition failed (None if there was none);
-    any other error is raised again."""
-    from botocore.exceptions import ClientError
-
-    if not (
-        isinstance(exc, ClientError)
-        and exc.response["Error"]["Code"] == "ConditionalCheckFailedException"
-    ):
-        raise exc
-    return dict(exc.response.get("Item") or {}) or None  # type: ignore[call-overload]
 
 
 def _refused_claim(

@@ -22,7 +22,6 @@ messages come back after the visibility timeout) and the poller goes on with fre
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import logging
@@ -41,7 +40,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
-from jobkit_tools.local.stack import REGION, FunctionSpec, QueueMappingSpec, base_env, client
+from jobkit_tools.local.stack import FunctionSpec, QueueMappingSpec, base_env, client
+from jobkit_tools.sqs_event import to_record
 
 log = logging.getLogger("jobkit.local")
 
@@ -251,38 +251,6 @@ class MappingStats:
     kills: int = 0  # containers killed by `QueuePoller.kill_one`
     kills_mid_invocation: int = 0  # ... whose invocation ended as a crash (it was killed mid-run)
     batch_sizes: list[int] = field(default_factory=list)
-
-
-def to_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
-    """An SQS `ReceiveMessage` message, as Lambda puts it into an event record."""
-    attributes = {}
-    for name, value in message.get("MessageAttributes", {}).items():
-        attribute: dict[str, Any] = {
-            "stringListValues": value.get("StringListValues", []),
-            "binaryListValues": [
-                base64.b64encode(v).decode() for v in value.get("BinaryListValues", [])
-            ],
-            "dataType": value["DataType"],
-        }
-        if "StringValue" in value:
-            attribute["stringValue"] = value["StringValue"]
-        if "BinaryValue" in value:
-            attribute["binaryValue"] = base64.b64encode(value["BinaryValue"]).decode()
-        attributes[name] = attribute
-    record = {
-        "messageId": message["MessageId"],
-        "receiptHandle": message["ReceiptHandle"],
-        "body": message["Body"],
-        "attributes": dict(message.get("Attributes", {})),
-        "messageAttributes": attributes,
-        "md5OfBody": message.get("MD5OfBody", ""),
-        "eventSource": "aws:sqs",
-        "eventSourceARN": queue_arn,
-        "awsRegion": REGION,
-    }
-    if "MD5OfMessageAttributes" in message:
-        record["md5OfMessageAttributes"] = message["MD5OfMessageAttributes"]
-    return record
 
 
 def records_to_delete(

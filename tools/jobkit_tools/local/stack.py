@@ -685,21 +685,21 @@ def _fix_layer_refs(cfn: dict[str, Any], outputs: dict[str, str], endpoint_url: 
     broken = {k for k, v in outputs.items() if v.startswith("<moto.")}
     if not broken:
         return
-    versions: dict[str, str] = {}
+    # Each layer is found by its Description (its LayerName is usually an intrinsic)
+    by_description: dict[str, str] = {}
     lam = client("lambda", endpoint_url)
     for layer in lam.list_layers()["Layers"]:
-        versions[layer["LayerName"]] = layer["LatestMatchingVersion"]["LayerVersionArn"]
+        latest = layer["LatestMatchingVersion"]
+        by_description[latest.get("Description", "")] = latest["LayerVersionArn"]
     for key in broken:
         value = cfn.get("Outputs", {}).get(key, {}).get("Value")
         ref = value.get("Ref") if isinstance(value, dict) else None
         resource = cfn["Resources"].get(ref, {}) if isinstance(ref, str) else {}
         if resource.get("Type") != "AWS::Lambda::LayerVersion":
             continue
-        name = resource["Properties"].get("LayerName")
-        if isinstance(name, str) and name in versions:
-            outputs[key] = versions[name]
-        elif len(versions) == 1:  # LayerName was an intrinsic: the stack has one layer
-            outputs[key] = next(iter(versions.values()))
+        description = resource["Properties"].get("Description", "")
+        if description in by_description:
+            outputs[key] = by_description[description]
 
 
 def _key_policies_as_json(cfn: dict[str, Any]) -> None:
