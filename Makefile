@@ -7,7 +7,7 @@ export SAM_CLI_TELEMETRY := 0
 
 .PHONY: demo test lint typecheck validate unit integration e2e bench build clean
 
-$(STAMP): pyproject.toml functions/email/requirements.txt layers/jobkit/requirements.txt
+$(STAMP): pyproject.toml functions/email/requirements.txt layers/jobkit/requirements.txt layers/apps/requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]' -r functions/email/requirements.txt
@@ -25,6 +25,7 @@ typecheck: $(STAMP)
 
 validate: $(STAMP)
 	$(BIN)/sam validate --lint --template template.yaml --region us-east-1
+	$(BIN)/sam validate --lint --template functions/worker.yaml --region us-east-1
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q

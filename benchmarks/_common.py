@@ -1,5 +1,6 @@
 """What the benchmarks share: paths, a fake AWS environment, the moto stack, a test job type,
-SQS events shaped the way Lambda's event source mapping delivers them, and the result rows."""
+SQS events shaped the way Lambda's event source mapping delivers them (`jobkit_tools.sqs_event`
+builds them), the poller's receive and delete, and the result rows."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import os
 import statistics
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 LAYER = ROOT / "layers" / "jobkit"
+APPS_LAYER = ROOT / "layers" / "apps"
+TOOLS = ROOT / "tools"
 PRICES = Path(__file__).resolve().parent / "prices.json"
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -38,15 +41,17 @@ def setup_process() -> None:
     os.environ.update(FAKE_AWS_ENV)
     os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "jobkit")
     os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "bench")
-    for path in (str(LAYER), str(ROOT)):
+    for path in (str(LAYER), str(APPS_LAYER), str(TOOLS), str(ROOT)):
         if path not in sys.path:
             sys.path.insert(0, path)
 
 
 def template() -> dict[str, Any]:
-    from samtranslator.yaml_helper import yaml_parse
+    """template.yaml as deployed, each worker block's functions/worker.yaml inlined, as the
+    tests read it (`Syndication` + `Queue` -> `SyndicationQueue`)."""
+    from jobkit_tools.local.stack_template import deployed_template
 
-    return yaml_parse((ROOT / "template.yaml").read_text())  # type: ignore[no-any-return]
+    return deployed_template(ROOT / "template.yaml")
 
 
 def prices() -> dict[str, Any]:
@@ -133,29 +138,82 @@ def noop_processor(payload: Any, ctx: Any) -> None:
     return None
 
 
-def sqs_record(body: str, queue_arn: str, receipt_handle: str | None = None) -> dict[str, Any]:
-    """One record of a Lambda SQS event."""
+def message(body: str) -> dict[str, Any]:
+    """An SQS message of `body` as `ReceiveMessage` returns it, made without a queue: a fresh
+    id and receipt handle, received once."""
     message_id = str(uuid.uuid4())
     return {
-        "messageId": message_id,
-        "receiptHandle": receipt_handle or f"rh-{message_id}",
-        "body": body,
-        "attributes": {
+        "MessageId": message_id,
+        "ReceiptHandle": f"rh-{message_id}",
+        "Body": body,
+        "Attributes": {
             "ApproximateReceiveCount": "1",
             "SentTimestamp": "1700000000000",
             "SenderId": "AIDAEXAMPLE",
             "ApproximateFirstReceiveTimestamp": "1700000000001",
         },
-        "messageAttributes": {},
-        "md5OfBody": hashlib.md5(body.encode()).hexdigest(),
-        "eventSource": "aws:sqs",
-        "eventSourceARN": queue_arn,
-        "awsRegion": REGION,
+        "MD5OfBody": hashlib.md5(body.encode()).hexdigest(),
     }
 
 
 def sqs_event(bodies: list[str], queue_arn: str) -> dict[str, Any]:
-    return {"Records": [sqs_record(b, queue_arn) for b in bodies]}
+    """A Lambda SQS event of these bodies, each in a message made by `message`."""
+    from jobkit_tools.sqs_event import to_event
+
+    return to_event([message(b) for b in bodies], queue_arn)
+
+
+# -- the event source mapping's poller ------------------------------------------------------
+
+
+def esm_receive(poller: Any, queue_url: str) -> list[dict[str, Any]]:
+    """One ReceiveMessage of up to a batch, as the event source mapping makes it (no wait)."""
+    return poller.receive_message(  # type: ignore[no-any-return]
+        QueueUrl=queue_url,
+        MaxNumberOfMessages=BATCH_SIZE,
+        WaitTimeSeconds=0,
+        AttributeNames=["All"],
+    ).get("Messages", [])
+
+
+def esm_event(messages: list[dict[str, Any]], queue_url: str) -> dict[str, Any]:
+    """The event Lambda invokes the function with, of messages received from `queue_url`."""
+    from jobkit_tools.sqs_event import to_event
+
+    return to_event(messages, queue_arn(queue_url))
+
+
+def esm_delete(
+    poller: Any, queue_url: str, messages: list[dict[str, Any]], failed: set[str] | None = None
+) -> list[dict[str, Any]]:
+    """DeleteMessageBatch of the messages whose ids are not in `failed` (the batch's
+    `batchItemFailures`), when there are any. Returns the messages deleted."""
+    done = [m for m in messages if m["MessageId"] not in (failed or set())]
+    if done:
+        poller.delete_message_batch(
+            QueueUrl=queue_url,
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)
+            ],
+        )
+    return done
+
+
+def failed_ids(response: Mapping[str, Any]) -> set[str]:
+    """The message ids a batch response reports as failed."""
+    return {f["itemIdentifier"] for f in response["batchItemFailures"]}
+
+
+class FakeContext:
+    """The bits of a LambdaContext the worker and Powertools read."""
+
+    function_name = "EmailFunction"
+    memory_limit_in_mb = 256
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:EmailFunction"
+    aws_request_id = "00000000-0000-0000-0000-000000000000"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 29_000
 
 
 def queue_arn(url: str) -> str:
@@ -193,7 +251,7 @@ def quiet_logs(sink: CountingSink | None = None) -> Iterator[CountingSink]:
     old = handler.stream  # type: ignore[attr-defined]
     handler.stream = sink  # type: ignore[attr-defined]
     try:
-        with redirect_stdout(sink):  # type: ignore[type-var]
+        with redirect_stdout(sink):
             yield sink
     finally:
         handler.stream = old  # type: ignore[attr-defined]

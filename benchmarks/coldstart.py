@@ -1,7 +1,7 @@
 """Cold start: import each function's handler module in a fresh interpreter, vs boto3 + a client.
 
 Each sample is a new subprocess of this virtualenv's Python with the environment a deployed
-function has (from template.yaml) and sys.path = [function folder, layer], the way Lambda puts
+function has (from template.yaml) and sys.path = [function folder, layers], the way Lambda puts
 /var/task and /opt/python first. The time is taken inside the subprocess around the import,
 so interpreter start-up (the same for both) is left out. Runs are interleaved and shuffled,
 and the medians compared. One unrecorded warm-up run of each writes the .pyc files first.
@@ -19,7 +19,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import ACCOUNT, FAKE_AWS_ENV, LAYER, REGION, ROOT, Result, median, template
+from benchmarks._common import (
+    ACCOUNT,
+    APPS_LAYER,
+    FAKE_AWS_ENV,
+    LAYER,
+    REGION,
+    ROOT,
+    Result,
+    median,
+    template,
+)
 
 TARGET_RATIO = 1.3
 RUNS = 15
@@ -61,7 +71,7 @@ def _resolve(value: Any, params: dict[str, Any]) -> str:
             return str(params[name].get("Default", ""))
         if "DeadLetter" in name or "Queue" in name:
             return f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{name}"
-        return name
+        return str(name)
     if isinstance(value, dict) and "Fn::Sub" in value:
         text = value["Fn::Sub"]
         text = text[0] if isinstance(text, list) else text
@@ -147,14 +157,15 @@ def import_profile(code: str, paths: list[str], env: dict[str, str], top: int = 
     return "\n".join(out)
 
 
-def run(runs: int = RUNS) -> list[Result]:
-    print("\n== 1. Cold start: handler import vs `import boto3; boto3.client('sqs')` ==")
-    fns = functions()
-    layer = [str(LAYER)]
-    variants: dict[str, tuple[str, list[str], dict[str, str]]] = {}
-    results: list[Result] = []
+Variant = tuple[str, list[str], dict[str, str]]  # code, sys.path, environment
+
+
+def _variants(fns: list[Function], results: list[Result]) -> dict[str, Variant]:
+    """The baseline, and per function its handler import and the import + its first record's
+    clients. A function whose handler module is missing gets a SKIP row in `results`."""
+    layer = [str(LAYER), str(APPS_LAYER)]
     baseline_env = next(iter(fns)).env if fns else {}
-    variants["baseline"] = (BASELINE_CODE, layer, _env(baseline_env))
+    variants: dict[str, Variant] = {"baseline": (BASELINE_CODE, layer, _env(baseline_env))}
     for fn in fns:
         if not (fn.folder / f"{fn.module}.py").exists():
             print(f"  {fn.name}: {fn.folder.relative_to(ROOT)}/{fn.module}.py not found: SKIP")
@@ -170,18 +181,33 @@ def run(runs: int = RUNS) -> list[Result]:
         )
         print(f"  '{fn.name} +clients' = handler import + {', '.join(clients)} clients (lazy,")
         print("    made by the first record: what the first invocation adds, informational)")
-    samples: dict[str, list[float]] = {name: [] for name in variants}
-    modules: dict[str, int] = {}
-    for name, (code, paths, env) in variants.items():  # warm-up: .pyc files, page cache
+    return variants
+
+
+def _warm_up(variants: dict[str, Variant], results: list[Result]) -> dict[str, list[float]]:
+    """One unrecorded run of each variant (.pyc files, page cache). Returns an empty sample
+    list per variant that imports; one that fails gets a row in `results` (but the baseline)."""
+    samples: dict[str, list[float]] = {}
+    for name, (code, paths, env) in variants.items():
         try:
             _run(code, paths, env)
         except RuntimeError as exc:
             print(f"  {name}: import failed: {exc}")
-            samples.pop(name)
             if name != "baseline":
                 results.append(
                     Result("cold start", f"{name} import / baseline", float("nan"), TARGET_RATIO)
                 )
+            continue
+        samples[name] = []
+    return samples
+
+
+def _sample(
+    variants: dict[str, Variant], samples: dict[str, list[float]], runs: int
+) -> dict[str, int]:
+    """`runs` samples of each variant, shuffled and interleaved. Returns the modules each
+    loaded."""
+    modules: dict[str, int] = {}
     order = list(samples)
     rng = random.Random(7)
     for _ in range(runs):
@@ -191,6 +217,35 @@ def run(runs: int = RUNS) -> list[Result]:
             seconds, count, _ = _run(code, paths, env)
             samples[name].append(seconds)
             modules[name] = count
+    return modules
+
+
+def _report_ratio(
+    name: str, ratio: float, variant: Variant, module: str, results: list[Result]
+) -> None:
+    if name.endswith("+clients"):
+        print(f"  ratio {name} / baseline = {ratio:.2f}  (informational)")
+        results.append(Result("cold start", f"{name} / baseline", ratio, None, "x"))
+        return
+    print(f"  ratio {name} / baseline = {ratio:.2f}  (target <= {TARGET_RATIO})")
+    results.append(Result("cold start", f"{name} import / baseline", ratio, TARGET_RATIO, "x"))
+    code, paths, env = variant
+    print(f"  what `{module}` pulls in ({name}):")
+    print(import_profile(code, paths, env))
+    print(
+        "    boto3 at import time: "
+        + json.dumps(_imports_boto3(code, paths, env))
+        + " (True means botocore loads in the cold path)"
+    )
+
+
+def run(runs: int = RUNS) -> list[Result]:
+    print("\n== 1. Cold start: handler import vs `import boto3; boto3.client('sqs')` ==")
+    fns = functions()
+    results: list[Result] = []
+    variants = _variants(fns, results)
+    samples = _warm_up(variants, results)
+    modules = _sample(variants, samples, runs)
     if "baseline" not in samples:
         return results
     base = median(samples["baseline"])
@@ -200,24 +255,10 @@ def run(runs: int = RUNS) -> list[Result]:
             f"  {name:<22} {median(values) * 1000:7.1f} ms  "
             f"({min(values) * 1000:.1f}-{max(values) * 1000:.1f})  {modules[name]} modules loaded"
         )
+    module = fns[0].module if fns else ""
     for name, values in samples.items():
-        if name == "baseline":
-            continue
-        ratio = median(values) / base
-        if name.endswith("+clients"):
-            print(f"  ratio {name} / baseline = {ratio:.2f}  (informational)")
-            results.append(Result("cold start", f"{name} / baseline", ratio, None, "x"))
-            continue
-        print(f"  ratio {name} / baseline = {ratio:.2f}  (target <= {TARGET_RATIO})")
-        results.append(Result("cold start", f"{name} import / baseline", ratio, TARGET_RATIO, "x"))
-        code, paths, env = variants[name]
-        print(f"  what `{fns[0].module if fns else ''}` pulls in ({name}):")
-        print(import_profile(code, paths, env))
-        print(
-            "    boto3 at import time: "
-            + json.dumps(_imports_boto3(code, paths, env))
-            + " (True means botocore loads in the cold path)"
-        )
+        if name != "baseline":
+            _report_ratio(name, median(values) / base, variants[name], module, results)
     return results
 
 

@@ -32,7 +32,7 @@ def timed_aws_calls() -> Iterator[CallTimer]:
 
     timer = CallTimer()
     clock = time.process_time
-    make_api_call = BaseClient._make_api_call
+    make_api_call = BaseClient._make_api_call  # type: ignore[attr-defined]
     process_request = BotocoreStubber.process_request
 
     def timed_call(self: Any, operation_name: str, api_params: Any) -> Any:
@@ -54,10 +54,10 @@ def timed_aws_calls() -> Iterator[CallTimer]:
         finally:
             timer.moto += clock() - start
 
-    BaseClient._make_api_call = timed_call  # type: ignore[method-assign]
+    BaseClient._make_api_call = timed_call  # type: ignore[attr-defined]
     BotocoreStubber.process_request = timed_request  # type: ignore[method-assign]
     try:
         yield timer
     finally:
-        BaseClient._make_api_call = make_api_call  # type: ignore[method-assign]
+        BaseClient._make_api_call = make_api_call  # type: ignore[attr-defined]
         BotocoreStubber.process_request = process_request  # type: ignore[method-assign]

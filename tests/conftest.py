@@ -12,12 +12,12 @@ from typing import Any
 
 import boto3
 import pytest
-from samtranslator.yaml_helper import yaml_parse
 
 from jobkit import aws
 from jobkit.client import Jobkit
 from jobkit.settings import Settings
-from jobkit.testing import LambdaContext
+from jobkit_tools.sqs_event import to_event
+from jobkit_tools.testing import LambdaContext
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
@@ -48,31 +48,7 @@ def sqs_event(
     messages: list[dict[str, Any]], queue_arn: str = "arn:aws:sqs:us-east-1:123456789012:email"
 ) -> dict[str, Any]:
     """The event Lambda's SQS poller builds from messages received from moto."""
-    records = []
-    for m in messages:
-        attributes = {
-            name: {
-                "stringValue": value.get("StringValue"),
-                "dataType": value["DataType"],
-                "stringListValues": [],
-                "binaryListValues": [],
-            }
-            for name, value in m.get("MessageAttributes", {}).items()
-        }
-        records.append(
-            {
-                "messageId": m["MessageId"],
-                "receiptHandle": m["ReceiptHandle"],
-                "body": m["Body"],
-                "attributes": dict(m.get("Attributes", {})),
-                "messageAttributes": attributes,
-                "md5OfBody": m.get("MD5OfBody", ""),
-                "eventSource": "aws:sqs",
-                "eventSourceARN": queue_arn,
-                "awsRegion": queue_arn.split(":")[3],
-            }
-        )
-    return {"Records": records}
+    return to_event(messages, queue_arn)
 
 
 SCHEDULER_ROLE = "arn:aws:iam::123456789012:role/scheduler"
@@ -94,7 +70,11 @@ def stored_schedules(group: str) -> list[dict[str, Any]]:
 
 
 def template() -> dict[str, Any]:
-    return yaml_parse((ROOT / "template.yaml").read_text())  # type: ignore[no-any-return]
+    """template.yaml as deployed: each worker block's functions/worker.yaml inlined, its
+    resources named after the block (`Email` + `Queue` -> `EmailQueue`)."""
+    from jobkit_tools.local.stack_template import deployed_template
+
+    return deployed_template(ROOT / "template.yaml")
 
 
 def resolved(value: Any) -> Any:

@@ -233,7 +233,7 @@ def jobkit_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStac
 @pytest.fixture
 def producer(jobkit_stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Jobkit]:
     """A jobkit client configured the way a producer process would be: by environment."""
-    import jobkit.catalog.email  # noqa: F401  (declares the email job types)
+    import jobkit_apps.email  # noqa: F401  (declares the email job types)
 
     for key, value in jobkit_stack.producer_env().items():
         monkeypatch.setenv(key, value)

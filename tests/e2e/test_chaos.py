@@ -28,17 +28,17 @@ from urllib.parse import urlsplit
 import pytest
 
 from jobkit import aws
-from jobkit.catalog.email import (
+from jobkit.client import EnqueueRequest, Jobkit
+from jobkit.jobs import Guarantee, JobType
+from jobkit.models import Job, JobState
+from jobkit.settings import Settings
+from jobkit_apps.email import (
     SEND_DOCUMENTS_REMINDER,
     SEND_INVITE,
     SEND_PASSWORD_RESET,
     SEND_VERIFICATION,
     SEND_WELCOME,
 )
-from jobkit.client import EnqueueRequest, Jobkit
-from jobkit.jobs import Guarantee, JobType
-from jobkit.models import Job, JobState
-from jobkit.settings import Settings
 from jobkit_tools.local import LocalStack
 from jobkit_tools.local.esm import Kill
 from jobkit_tools.local.faults import SEND_EMAIL_PATH
@@ -298,6 +298,17 @@ def describe(job: Job, sends: int) -> str:
     )
 
 
+def note_settled(producer: Jobkit, planned: list[Planned], final: dict[str, Job]) -> None:
+    """Add to `final` each planned job that has settled since the last look. (A failed job is
+    settled once its dead letter is sent: `dead_letter_due` is set by the failing write and
+    cleared after the send, a moment later.)"""
+    for p in planned:
+        if p.job_id not in final:
+            job = producer.get_job(p.job_id)
+            if job is not None and job.state.finished and not job.dead_letter_due:
+                final[p.job_id] = job
+
+
 def job_ids(kill: Kill) -> set[str]:
     return {str(json.loads(record["body"]).get("id")) for record in kill.records}
 
@@ -346,13 +357,7 @@ def test_workers_killed_at_random_never_send_an_at_most_once_email_twice(
     final: dict[str, Job] = {}
 
     def settled() -> bool:
-        for p in planned:
-            if p.job_id not in final:
-                job = chaos_producer.get_job(p.job_id)
-                # (a failed job is settled once its dead letter is sent: `dead_letter_due` is
-                # set by the failing write and cleared after the send, a moment later)
-                if job is not None and job.state.finished and not job.dead_letter_due:
-                    final[p.job_id] = job
+        note_settled(chaos_producer, planned, final)
         return len(final) == len(planned) and queue_empty(chaos_stack, outputs["EmailQueueUrl"])
 
     try:

@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from jobkit_tools.local.esm import Container
+from jobkit_tools.local.esm_container import Container
 
 from .conftest import Probe, wait_until
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from jobkit.catalog.email import SEND_INVITE, SEND_WELCOME
 from jobkit.client import Jobkit
 from jobkit.models import Job
+from jobkit_apps.email import SEND_INVITE, SEND_WELCOME
 from jobkit_tools.local import LocalStack
 from jobkit_tools.local.stack import client
 

@@ -27,6 +27,7 @@ from jobkit.models import JobState
 from jobkit.settings import Settings, get_settings
 from jobkit_tools.local.scheduler import ScheduleFirer
 from jobkit_tools.local.stack import Deployment, MotoServer, client, deploy
+from jobkit_tools.sqs_event import to_event
 
 pytestmark = pytest.mark.e2e
 
@@ -109,26 +110,15 @@ def test_the_nightly_cron_fans_out_ten_thousand_children(
     )
     firer = ScheduleFirer(deployment.endpoint_url, window_seconds=0, now=lambda: tonight)
     assert firer.tick() == 1
-    (message,) = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
+    (message,) = sqs.receive_message(
+        QueueUrl=queue_url, MaxNumberOfMessages=10, MessageSystemAttributeNames=["All"]
+    )["Messages"]
     run_id = f"nightly-fan-out-dev@{tonight:%Y-%m-%dT%H:%M:%S}Z"
     assert json.loads(message["Body"])["id"] == run_id
 
     # When the nightly function runs it (as Lambda would hand it over), counting its requests
     calls = count_requests()
-    event = {
-        "Records": [
-            {
-                "messageId": message["MessageId"],
-                "receiptHandle": message["ReceiptHandle"],
-                "body": message["Body"],
-                "attributes": {"ApproximateReceiveCount": "1"},
-                "messageAttributes": {},
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:nightly",
-                "awsRegion": "us-east-1",
-            }
-        ]
-    }
+    event = to_event([message], "arn:aws:sqs:us-east-1:123456789012:nightly")
     context = SimpleNamespace(
         get_remaining_time_in_millis=lambda: 330_000,
         function_name="NightlyFunction",

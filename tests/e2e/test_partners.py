@@ -22,6 +22,7 @@ from jobkit_tools.local.partners import (
     PartnerEndpoints,
     register,
 )
+from jobkit_tools.local.partners_process import PartnerProcess
 from jobkit_tools.local.stack import MotoServer, client
 
 pytestmark = pytest.mark.e2e
@@ -266,3 +267,32 @@ def test_register_puts_partners_into_ssm_and_secrets_manager(
             assert json.loads(secret["SecretString"]) == {"secrets": [endpoints.secrets[name]]}
     finally:
         moto.stop()
+
+
+def test_partners_in_a_process_of_their_own_answer_as_named_and_count_what_they_saw() -> None:
+    # Given an `accept` partner and a healthy one with a given secret, in a process of their own
+    secret = new_secret()
+    partners = {"load": Behaviour.ACCEPT, "healthy": Behaviour.HEALTHY}
+    with PartnerProcess(partners, secrets={"healthy": secret}) as process:
+        pool = urllib3.PoolManager(
+            cert_reqs="CERT_REQUIRED", ca_certs=str(process.ca_bundle), retries=False
+        )
+        # When each gets an unsigned POST, then a signed one
+        statuses = {
+            name: [
+                pool.request("POST", process.url(name), body=BODY, headers=headers).status
+                for headers in ({}, sign("msg_a", BODY, [process.secrets[name]]))
+            ]
+            for name in partners
+        }
+        stats = process.stats()
+        pool.clear()
+
+    # Then `accept` answers both without checking, the healthy partner refuses the unsigned one
+    assert statuses == {"load": [200, 200], "healthy": [401, 200]}
+    assert process.names == ["load", "healthy"]
+    # And each counted its requests and its one (kept-alive) TLS connection
+    assert stats == {
+        "load": {"posts": 2, "verified": 0, "rejected": 0, "connections": 1},
+        "healthy": {"posts": 2, "verified": 1, "rejected": 1, "connections": 1},
+    }

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from jobkit.applications import Applications, SequenceState, put_application
-from jobkit.catalog.reminders import cancel_sequence, get_sequence, start_sequence
 from jobkit.client import Jobkit
+from jobkit_apps.applications import Applications, SequenceState, put_application
+from jobkit_apps.reminders import cancel_sequence, get_sequence, start_sequence
 from jobkit_tools.local import LocalStack
 from jobkit_tools.local.stack import client
 

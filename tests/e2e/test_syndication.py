@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from jobkit.catalog.syndication import ListingStatus, listing_status, publish_listing
 from jobkit.client import Jobkit
+from jobkit_apps.syndication import ListingStatus, listing_status, publish_listing
 from jobkit_tools.local import LocalStack
 
 from .conftest import wait_until
@@ -27,7 +27,7 @@ LISTING = {
 def test_a_listing_reaches_each_partner_as_that_partner_answers(
     jobkit_stack: LocalStack, producer: Jobkit
 ) -> None:
-    import jobkit.catalog.syndication  # noqa: F401  (declares the job types)
+    import jobkit_apps.syndication  # noqa: F401  (declares the job types)
 
     partners = jobkit_stack.partners
     assert partners is not None

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from jobkit.catalog.email import SEND_WELCOME
 from jobkit.client import Jobkit
 from jobkit.models import Job, JobState
+from jobkit_apps.email import SEND_WELCOME
 from jobkit_tools.local import LocalStack
 from jobkit_tools.local.scheduler import ScheduleFirer
 from jobkit_tools.local.stack import client

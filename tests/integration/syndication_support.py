@@ -56,6 +56,94 @@ class Received:
     error: str | None
 
 
+class _PartnerHandler(BaseHTTPRequestHandler):
+    """A partner's request handler: verifies each request, then answers from its script."""
+
+    partner: PartnerServer  # set on the subclass each PartnerServer makes
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        partner = self.partner
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        headers = {k: v for k, v in self.headers.items()}
+        try:
+            verify(headers, body, partner.secrets)
+            verified, error = True, None
+        except WebhookVerificationError as exc:
+            verified, error = False, str(exc)
+        with partner._lock:
+            partner.requests.append(Received(self.path, headers, body, verified, error))
+            count = len(partner.requests)
+            if not verified:
+                reply = Reply(401, {"error": error})
+            elif partner.script:
+                reply = partner.script.pop(0)
+            else:
+                reply = partner.default
+        if reply.delay:
+            time.sleep(reply.delay)
+        payload = reply.body if reply.body is not None else {"id": f"{partner.name}-{count}"}
+        data = (
+            json.dumps(payload).encode()
+            if isinstance(payload, dict)
+            else payload.encode()
+            if isinstance(payload, str)
+            else payload
+        )
+        if reply.padding or reply.chunked:
+            self._send_padded(reply, data)
+            return
+        try:
+            self.send_response(reply.status)
+            for key, value in reply.headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except OSError:
+            pass  # the client gave up (timeout)
+
+    def _send_padded(self, reply: Reply, data: bytes) -> None:
+        outcome = self.partner.padded = BodyOutcome()
+        # HTTP/1.1 and keep-alive: a client that left the rest unread and put the
+        # connection back in its pool would leave this writing, not aborted.
+        self.protocol_version = "HTTP/1.1"
+        self.close_connection = True
+        try:
+            self.send_response(reply.status)
+            for key, value in reply.headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Type", "application/json")
+            if reply.chunked:
+                self.send_header("Transfer-Encoding", "chunked")
+            else:
+                self.send_header("Content-Length", str(len(data) + reply.padding))
+            self.send_header("Connection", "keep-alive")
+            self.end_headers()
+            left = reply.padding
+            pieces = [data]
+            while pieces:
+                for piece in pieces:
+                    if reply.chunked:
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                    else:
+                        self.wfile.write(piece)
+                    outcome.sent += len(piece)
+                size = min(left, PADDING_PIECE)
+                left -= size
+                pieces = [b" " * size] if size else []
+            if reply.chunked:
+                self.wfile.write(b"0\r\n\r\n")
+            outcome.result = "written"
+        except OSError:
+            outcome.result = "aborted"
+        finally:
+            outcome.done.set()
+
+
 class PartnerServer:
     """One partner endpoint. `script` answers requests in order; then `default` answers."""
 
@@ -78,92 +166,6 @@ class PartnerServer:
         self.requests: list[Received] = []
         self.padded = BodyOutcome()  # the last padded answer's
         self._lock = threading.Lock()
-        partner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                headers = {k: v for k, v in self.headers.items()}
-                try:
-                    verify(headers, body, partner.secrets)
-                    verified, error = True, None
-                except WebhookVerificationError as exc:
-                    verified, error = False, str(exc)
-                with partner._lock:
-                    partner.requests.append(Received(self.path, headers, body, verified, error))
-                    count = len(partner.requests)
-                    if not verified:
-                        reply = Reply(401, {"error": error})
-                    elif partner.script:
-                        reply = partner.script.pop(0)
-                    else:
-                        reply = partner.default
-                if reply.delay:
-                    time.sleep(reply.delay)
-                payload = (
-                    reply.body if reply.body is not None else {"id": f"{partner.name}-{count}"}
-                )
-                data = (
-                    json.dumps(payload).encode()
-                    if isinstance(payload, dict)
-                    else payload.encode()
-                    if isinstance(payload, str)
-                    else payload
-                )
-                if reply.padding or reply.chunked:
-                    self._send_padded(reply, data)
-                    return
-                try:
-                    self.send_response(reply.status)
-                    for key, value in reply.headers.items():
-                        self.send_header(key, value)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except OSError:
-                    pass  # the client gave up (timeout)
-
-            def _send_padded(self, reply: Reply, data: bytes) -> None:
-                outcome = partner.padded = BodyOutcome()
-                # HTTP/1.1 and keep-alive: a client that left the rest unread and put the
-                # connection back in its pool would leave this writing, not aborted.
-                self.protocol_version = "HTTP/1.1"
-                self.close_connection = True
-                try:
-                    self.send_response(reply.status)
-                    for key, value in reply.headers.items():
-                        self.send_header(key, value)
-                    self.send_header("Content-Type", "application/json")
-                    if reply.chunked:
-                        self.send_header("Transfer-Encoding", "chunked")
-                    else:
-                        self.send_header("Content-Length", str(len(data) + reply.padding))
-                    self.send_header("Connection", "keep-alive")
-                    self.end_headers()
-                    left = reply.padding
-                    pieces = [data]
-                    while pieces:
-                        for piece in pieces:
-                            if reply.chunked:
-                                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
-                            else:
-                                self.wfile.write(piece)
-                            outcome.sent += len(piece)
-                        size = min(left, PADDING_PIECE)
-                        left -= size
-                        pieces = [b" " * size] if size else []
-                    if reply.chunked:
-                        self.wfile.write(b"0\r\n\r\n")
-                    outcome.result = "written"
-                except OSError:
-                    outcome.result = "aborted"
-                finally:
-                    outcome.done.set()
-
         cert = ca.issue_cert(*names)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         cert.configure_cert(context)
@@ -174,7 +176,8 @@ class PartnerServer:
                 address_family = socket.AF_INET6
 
             server_class = IPv6Server
-        self.httpd = server_class((host, 0), Handler)
+        handler = type("Handler", (_PartnerHandler,), {"partner": self})
+        self.httpd = server_class((host, 0), handler)
         self.httpd.daemon_threads = True
         self.httpd.block_on_close = False
         self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)

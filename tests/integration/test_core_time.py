@@ -1,5 +1,5 @@
 """Delayed and timed jobs, early deliveries, leases and cancellation (moto; the tests that need
-time to pass run on the virtual clock of jobkit.testing)."""
+time to pass run on the virtual clock of jobkit_tools.testing)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 from jobkit import EnqueueRequest, InvalidStateError, JobNotFoundError, JobState
 from jobkit.client import Jobkit
 from jobkit.store import JobLog
-from jobkit.testing import DEFAULT_START, Harness
 from jobkit.worker import JobContext, Worker
+from jobkit_tools.testing import DEFAULT_START, Harness
 from tests.conftest import SCHEDULER_ROLE, Stack, scheduling_client, stored_schedules
 
 from .test_core_support import (

@@ -15,8 +15,8 @@ from moto.ses.models import ses_backends
 from email_worker import processors, ses
 from email_worker.settings import get_email_settings
 from jobkit import JobState
-from jobkit.catalog.email import SEND_INVITE, SEND_WELCOME
 from jobkit.settings import get_settings
+from jobkit_apps.email import SEND_INVITE, SEND_WELCOME
 from tests.conftest import EVENTS, Stack, lambda_context, load_function_app, sqs_event
 
 FROM = "no-reply@jobkit.example.com"

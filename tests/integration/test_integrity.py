@@ -14,8 +14,8 @@ from jobkit import EnqueueRequest, JobState, PermanentError, TransientError
 from jobkit.jobs import Backoff, Guarantee, JobType
 from jobkit.models import Envelope, Job, utcnow
 from jobkit.store import JobLog
-from jobkit.testing import Harness
 from jobkit.worker import JobContext, Worker
+from jobkit_tools.testing import Harness
 from tests.conftest import Stack, sqs_event
 
 from .test_core_observability import stdout  # noqa: F401 (a fixture)

@@ -10,8 +10,8 @@ import boto3
 import pytest
 
 from jobkit import JobState
-from jobkit.catalog.nightly import FAN_OUT, REFRESH_ACCOUNT, FanOutPayload
 from jobkit.client import Jobkit
+from jobkit_apps.nightly import FAN_OUT, REFRESH_ACCOUNT, FanOutPayload
 from nightly_worker.processors import fan_out
 from tests.conftest import Stack
 

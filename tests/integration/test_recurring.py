@@ -17,8 +17,8 @@ from jobkit import (
     aws,
 )
 from jobkit.client import Jobkit
-from jobkit.testing import DEFAULT_START, Harness
 from jobkit_tools.local.scheduler import ScheduleFirer
+from jobkit_tools.testing import DEFAULT_START, Harness
 from tests.conftest import SCHEDULER_ROLE, Stack, scheduling_client, stored_schedules
 
 from .test_core_support import (

@@ -18,7 +18,9 @@ from moto.ses.models import ses_backends
 from email_worker import processors as email_processors
 from email_worker.settings import get_email_settings
 from jobkit import JobState
-from jobkit.applications import (
+from jobkit.client import Jobkit
+from jobkit.settings import get_settings
+from jobkit_apps.applications import (
     ApplicationNotFoundError,
     Applications,
     InvalidApplicationError,
@@ -27,8 +29,8 @@ from jobkit.applications import (
     mark_documents_complete,
     put_application,
 )
-from jobkit.catalog.email import SEND_DOCUMENTS_REMINDER
-from jobkit.catalog.reminders import (
+from jobkit_apps.email import SEND_DOCUMENTS_REMINDER
+from jobkit_apps.reminders import (
     NoMissingDocumentsError,
     Sequence,
     cancel_sequence,
@@ -37,8 +39,6 @@ from jobkit.catalog.reminders import (
     start_sequence,
     step_job_id,
 )
-from jobkit.client import Jobkit
-from jobkit.settings import get_settings
 from reminders_worker import processors
 from reminders_worker.steps import run_step
 from tests.conftest import Stack, lambda_context, load_function_app, sqs_event, template
@@ -449,7 +449,7 @@ def test_a_step_run_again_after_it_handed_over_enqueues_nothing_new(
     job = reminders.client.get_job(step1)
     assert job is not None
     # When the same step runs again (a worker that crashed before recording its success)
-    from jobkit.catalog.reminders import StepPayload
+    from jobkit_apps.reminders import StepPayload
 
     result = run_step(
         StepPayload.model_validate(job.payload), step1, reminders.client, reminders.applications

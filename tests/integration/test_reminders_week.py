@@ -1,5 +1,5 @@
-"""A week of reminder sequences on `jobkit.testing`'s virtual clock: the reminders function and
-the email function run inline against moto, and seven days pass in well under a second."""
+"""A week of reminder sequences on `jobkit_tools.testing`'s virtual clock: the reminders function
+and the email function run inline against moto, and seven days pass in well under a second."""
 
 from __future__ import annotations
 
@@ -14,15 +14,15 @@ import pytest
 from email_worker import processors as email_processors
 from email_worker.settings import get_email_settings
 from jobkit import JobState
-from jobkit.applications import SequenceState, mark_documents_complete, put_application
-from jobkit.catalog.reminders import (
+from jobkit_apps.applications import SequenceState, mark_documents_complete, put_application
+from jobkit_apps.reminders import (
     cancel_sequence,
     email_job_id,
     get_sequence,
     start_sequence,
     step_job_id,
 )
-from jobkit.testing import DEFAULT_START, Harness
+from jobkit_tools.testing import DEFAULT_START, Harness
 from reminders_worker import processors as reminders_processors
 
 SENDER = "no-reply@jobkit.example.com"

@@ -1,6 +1,6 @@
-"""Syndication end to end on the virtual clock (jobkit.testing): moto for SSM, Secrets Manager,
-DynamoDB and SQS, and real HTTPS partners on loopback. A listing fans out to one delivery per
-partner; partners answer well, flakily, with a rejection or not at all."""
+"""Syndication end to end on the virtual clock (jobkit_tools.testing): moto for SSM, Secrets
+Manager, DynamoDB and SQS, and real HTTPS partners on loopback. A listing fans out to one
+delivery per partner; partners answer well, flakily, with a rejection or not at all."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import boto3
 import pytest
 import trustme
 
-from jobkit.catalog.syndication import (
+from jobkit.errors import JobValidationError
+from jobkit_apps.syndication import (
     PUBLISH_LISTING,
     PlatformStatus,
     PublishListingPayload,
@@ -20,8 +21,7 @@ from jobkit.catalog.syndication import (
     listing_status,
     publish_listing,
 )
-from jobkit.errors import JobValidationError
-from jobkit.testing import Harness
+from jobkit_tools.testing import Harness
 from syndication_worker.delivery import Sender
 from syndication_worker.partners import Registry, UnknownPartnerError
 from syndication_worker.processors import Runtime, publish, use_runtime, worker
@@ -302,8 +302,8 @@ def test_the_sample_event_runs_through_the_worker(syndication: Harness, ca: trus
 def test_a_delivery_with_too_little_of_its_time_left_is_not_sent(
     syndication: Harness, ca: trustme.CA
 ) -> None:
-    from jobkit.catalog.syndication import DeliverPayload, delivery_body
     from jobkit.errors import TransientError
+    from jobkit_apps.syndication import DeliverPayload, delivery_body
     from syndication_worker.processors import deliver, runtime
 
     # Given a healthy partner (10 s timeout) and a delivery whose job has half a second left

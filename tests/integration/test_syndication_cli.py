@@ -9,10 +9,10 @@ import pytest
 import trustme
 from typer.testing import CliRunner
 
-from jobkit.catalog.syndication import publish_listing
-from jobkit.testing import Harness
+from jobkit_apps.syndication import publish_listing
 from jobkit_tools import cli
 from jobkit_tools.cli import app
+from jobkit_tools.testing import Harness
 from syndication_worker.delivery import Sender
 from syndication_worker.partners import Registry
 from syndication_worker.processors import Runtime, use_runtime, worker

@@ -1,4 +1,5 @@
-"""jobkit.testing: jobs run inline against moto while a virtual clock skips through the waits."""
+"""jobkit_tools.testing: jobs run inline against moto while a virtual clock skips through the
+waits."""
 
 from __future__ import annotations
 
@@ -19,9 +20,9 @@ from email_worker import processors as email_processors
 from email_worker.settings import get_email_settings
 from jobkit import Backoff, JobState, JobType, PermanentError, TransientError
 from jobkit import aws as jobkit_aws
-from jobkit.catalog.email import SEND_WELCOME
-from jobkit.testing import DEFAULT_START, Harness, HarnessError
 from jobkit.worker import JobContext, Worker
+from jobkit_apps.email import SEND_WELCOME
+from jobkit_tools.testing import DEFAULT_START, Harness, HarnessError
 
 QUEUE = "harness"
 

@@ -9,8 +9,8 @@ from pydantic import BaseModel
 from jobkit import JobState
 from jobkit.jobs import JobType
 from jobkit.models import Envelope, utcnow
-from jobkit.testing import Harness
 from jobkit.worker import JobContext, Worker
+from jobkit_tools.testing import Harness
 
 
 class Ping(BaseModel):

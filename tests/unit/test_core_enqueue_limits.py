@@ -19,8 +19,8 @@ from jobkit import (
     JobType,
     JobValidationError,
     UnknownJobTypeError,
+    producer_calls,
 )
-from jobkit import client as client_module
 from jobkit.client import Jobkit
 from jobkit.errors import DeclarationError, InvalidJobIdError, InvalidRequestError
 from jobkit.models import SQS_MAX_MESSAGE_BYTES, Envelope, check_job_id
@@ -45,7 +45,7 @@ def no_aws(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         raise AssertionError(f"enqueue reached AWS ({service}) before refusing")
 
     monkeypatch.setattr("jobkit.aws.client", refuse)
-    monkeypatch.setattr(client_module, "utcnow", lambda: NOW)
+    monkeypatch.setattr(producer_calls, "utcnow", lambda: NOW)
     for name in ("JOBKIT_TABLE", "JOBKIT_QUEUES", "JOBKIT_DEAD_LETTER_QUEUES"):
         monkeypatch.delenv(name, raising=False)
     return asked
@@ -131,7 +131,7 @@ def test_run_at_must_be_timezone_aware_and_exclusive_with_delay(
 def test_run_at_in_the_past_runs_now_and_soon_waits_in_sqs(jobkit: Jobkit) -> None:
     past = jobkit._prepare(BLOB, {}, "p", None, datetime(2020, 1, 1, tzinfo=UTC))
     assert (past.due, past.delay_seconds, past.envelope.not_before) == (None, 0, None)
-    soon_at = client_module.utcnow() + timedelta(seconds=120)  # the fixture pins the clock
+    soon_at = producer_calls.utcnow() + timedelta(seconds=120)  # the fixture pins the clock
     soon = jobkit._prepare(BLOB, {}, "s", None, soon_at)
     assert soon.due == soon_at
     assert soon.envelope.not_before == soon_at

@@ -8,7 +8,7 @@ import pytest
 from pydantic import BaseModel
 
 from email_worker.render import TemplateRenderError, render
-from jobkit.catalog.email import (
+from jobkit_apps.email import (
     DocumentsReminderPayload,
     InvitePayload,
     PasswordResetPayload,

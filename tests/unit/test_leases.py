@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-import jobkit.catalog.email as email_types
-import jobkit.catalog.syndication as syndication_types
+import jobkit_apps.email as email_types
+import jobkit_apps.syndication as syndication_types
 from jobkit import aws
 from jobkit.jobs import Guarantee, registered_job_types
 from jobkit.worker import lease_seconds
@@ -41,7 +41,7 @@ def _worker_functions() -> dict[str, tuple[str, float]]:
 BUILT_IN = sorted(
     name
     for name, declared in registered_job_types().items()
-    if declared.payload.__module__.startswith("jobkit.catalog.")
+    if declared.payload.__module__.startswith("jobkit_apps.")
 )
 
 

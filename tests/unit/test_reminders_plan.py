@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from jobkit.applications import InvalidApplicationError, Plan
-from jobkit.catalog.reminders import (
+from jobkit.errors import JobkitError, JobValidationError
+from jobkit_apps.applications import InvalidApplicationError, Plan
+from jobkit_apps.reminders import (
     DEFAULT_OFFSETS,
     STEP,
     InvalidSequenceError,
@@ -18,7 +19,6 @@ from jobkit.catalog.reminders import (
     start_sequence,
     step_job_id,
 )
-from jobkit.errors import JobkitError, JobValidationError
 
 DAYS = [timedelta(days=d) for d in (1, 3, 5, 7)]
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 from pydantic import ValidationError
 
+from jobkit.settings import worker_environment
 from syndication_worker import processors
 from syndication_worker.settings import SyndicationSettings, get_syndication_settings
 from tests.conftest import template
@@ -63,9 +64,15 @@ def test_the_template_refuses_private_networks_unless_its_parameter_allows_them(
     assert parameter["Default"] == "false"
     assert sorted(parameter["AllowedValues"]) == ["false", "true"]
     assert parameter["Description"]
-    # And the syndication function reads it
-    env = function["Environment"]["Variables"]
-    assert env["SYNDICATION_ALLOW_PRIVATE_NETWORKS"] == {"Ref": "SyndicationAllowPrivateNetworks"}
+    # And the syndication function reads it (its worker block's Config, exported at start)
+    env = worker_environment(
+        {
+            "JOBKIT_WORKER_CONFIG": function["Environment"]["Variables"]["JOBKIT_WORKER_CONFIG"][
+                "Fn::Sub"
+            ]
+        }
+    )
+    assert env["SYNDICATION_ALLOW_PRIVATE_NETWORKS"] == "${SyndicationAllowPrivateNetworks}"
     # And each allowed value is one the settings read as the boolean it means
     for value in parameter["AllowedValues"]:
         settings = SyndicationSettings(

@@ -1,4 +1,5 @@
-"""template.yaml keeps the rules of DESIGN.md: checked on the template itself, no AWS needed."""
+"""template.yaml keeps jobkit's rules (least privilege, a net under every queue, alarms):
+checked on the template as deployed, its worker blocks inlined, no AWS needed."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ from typing import Any
 
 import pytest
 
-import jobkit.catalog.email
-import jobkit.catalog.nightly  # noqa: F401  (declares the job types the template's queues run)
-from jobkit.catalog import reminders, syndication  # noqa: F401  (likewise)
+import jobkit_apps.email
+import jobkit_apps.nightly  # noqa: F401  (declares the job types the template's queues run)
 from jobkit.expressions import parse_expression
 from jobkit.jobs import registered_job_types
 from jobkit.models import Envelope
+from jobkit.settings import Settings
+from jobkit_apps import reminders, syndication  # noqa: F401  (likewise)
 from tests.conftest import template
 
 RESOURCES: dict[str, Any] = template()["Resources"]
@@ -260,16 +262,77 @@ def test_declared_schedules_are_valid_and_send_a_job_envelope_per_run(name: str)
     assert props["GroupName"] == {"Ref": "RecurringScheduleGroup"}
 
 
+def _queue_name(queue: str) -> str:
+    """A queue's name, `${AWS::StackName}` for the stack's name."""
+    text, variables = QUEUES[queue]["Properties"]["QueueName"]["Fn::Sub"]
+    assert variables == {"Stack": {"Ref": "AWS::StackName"}}
+    return str(text).replace("${Stack}", "${AWS::StackName}")
+
+
 def test_scheduler_may_send_to_every_worker_queue_and_nothing_else() -> None:
+    # Given the Scheduler role's one statement
     (policy,) = RESOURCES["SchedulerRole"]["Properties"]["Policies"]
     (statement,) = policy["PolicyDocument"]["Statement"]
     assert statement["Action"] == ["sqs:SendMessage"]
-    allowed = {r["Fn::GetAtt"][0] for r in statement["Resource"]}
-    assert allowed == set(QUEUES)
+    # Then it may send to the stack's queues, named <stack>-<name>, and only those: every
+    # queue, a worker's added later included, is one of them
+    resource = statement["Resource"]["Fn::Sub"]
+    assert resource.endswith(":sqs:${AWS::Region}:${AWS::AccountId}:${AWS::StackName}-*")
+    assert QUEUES
+    for queue in QUEUES:
+        assert _queue_name(queue).startswith("${AWS::StackName}-")
+
+
+def _from_sub(node: Any) -> Any:
+    """A `${X}` or `${X.Attr}` string of a worker block's JSON parameter as the `Ref` or
+    `Fn::GetAtt` it stands for, any other string with variables as a `Fn::Sub`."""
+    if isinstance(node, list):
+        return [_from_sub(item) for item in node]
+    if isinstance(node, dict):
+        return {key: _from_sub(value) for key, value in node.items()}
+    if m := re.fullmatch(r"\$\{(\w+)\.(\w+)\}", node):
+        return {"Fn::GetAtt": [m[1], m[2]]}
+    if m := re.fullmatch(r"\$\{([\w:]+)\}", node):
+        return {"Ref": m[1]}
+    return {"Fn::Sub": node} if "${" in node else node
+
+
+def _sub_json(node: Any) -> Any:
+    """A worker block's `Config` or `Permissions` (a `!Sub` of JSON), read back."""
+    return _from_sub(json.loads(node["Fn::Sub"] if isinstance(node, dict) else node))
 
 
 def _statements(function: dict[str, Any]) -> list[dict[str, Any]]:
-    return [s for p in function["Properties"]["Policies"] for s in p["Statement"]]
+    """The function's statements: its own, and its worker block's Permissions."""
+    statements = [s for p in function["Properties"]["Policies"] for s in p["Statement"]]
+    (role,) = {r["Fn::GetAtt"][0] for r in [function["Properties"].get("Role", {})] if r} or {
+        name + "Role" for name, f in FUNCTIONS.items() if f is function
+    }
+    for resource in RESOURCES.values():
+        properties = resource["Properties"]
+        if resource["Type"] != "AWS::IAM::Policy" or {"Ref": role} not in properties["Roles"]:
+            continue
+        if _holds(resource.get("Condition")):
+            statements += _sub_json(properties["PolicyDocument"])["Statement"]
+    return [
+        {**s, "Action": [s["Action"]] if isinstance(s["Action"], str) else s["Action"]}
+        for s in statements
+    ]
+
+
+def _holds(condition: str | None) -> bool:
+    """A worker block's condition: `Fn::Not` of `Fn::Equals` on a literal (given or not)."""
+    if condition is None:
+        return True
+    (equals,) = template()["Conditions"][condition]["Fn::Not"]
+    left, right = equals["Fn::Equals"]
+    return not (isinstance(left, str) and left == right)
+
+
+def _environment(name: str) -> dict[str, Any]:
+    """A function's environment with its worker block's Config."""
+    variables = dict(FUNCTIONS[name]["Properties"]["Environment"]["Variables"])
+    return {**_sub_json(variables.pop("JOBKIT_WORKER_CONFIG", "{}")), **variables}
 
 
 def _resources(statement: dict[str, Any]) -> list[Any]:
@@ -298,7 +361,7 @@ def test_only_the_reminders_function_reads_and_updates_the_applications_table() 
     ((_, statement),) = grants
     assert sorted(statement["Action"]) == ["dynamodb:GetItem", "dynamodb:UpdateItem"]
     assert _resources(statement) == [{"Fn::GetAtt": ["ApplicationsTable", "Arn"]}]
-    env = FUNCTIONS["RemindersFunction"]["Properties"]["Environment"]["Variables"]
+    env = _environment("RemindersFunction")
     assert env["JOBKIT_APPLICATIONS_TABLE"] == {"Ref": "ApplicationsTable"}
 
 
@@ -320,28 +383,35 @@ def test_schedule_rights_stop_at_the_jobs_group_and_the_scheduler_role(name: str
 
 
 def test_reminders_may_send_to_the_email_queue_and_its_own_only() -> None:
-    sends = [
-        r["Fn::GetAtt"][0]
+    # Given the queues the reminders function may send to, by name
+    sends = sorted(
+        _queue_name(r["Fn::GetAtt"][0])
+        if "Fn::GetAtt" in r
+        else r["Fn::Sub"].split(":${AWS::AccountId}:")[1]
         for s in _statements(FUNCTIONS["RemindersFunction"])
         if "sqs:SendMessage" in s["Action"]
         for r in _resources(s)
-    ]
-    assert sorted(sends) == ["EmailQueue", "RemindersDeadLetterQueue", "RemindersQueue"]
-
-
-def test_every_worker_queue_and_its_dead_letter_queue_are_in_the_global_maps() -> None:
-    # Given the queue maps every function (and so every producer in a function) gets
-    variables = template()["Globals"]["Function"]["Environment"]["Variables"]
-    queues = json.loads(re.sub(r"\$\{(\w+)\}", r"\1", variables["JOBKIT_QUEUES"]["Fn::Sub"]))
-    dead = json.loads(
-        re.sub(r"\$\{(\w+)\}", r"\1", variables["JOBKIT_DEAD_LETTER_QUEUES"]["Fn::Sub"])
     )
-    # Then each worker's queue is there under the worker's queue name, with its DLQ
-    for function in FUNCTIONS.values():
+    # Then they are the email queue and its own queues
+    stack = "${AWS::StackName}"
+    assert sends == [f"{stack}-email", f"{stack}-reminders", f"{stack}-reminders-dlq"]
+
+
+def test_every_worker_finds_every_queue_by_the_stacks_naming() -> None:
+    # Given each worker's queues, and the prefix every function (and so every producer in a
+    # function) gets
+    for name, function in FUNCTIONS.items():
         env = function["Properties"]["Environment"]["Variables"]
+        prefix, variables = env["JOBKIT_QUEUE_URL_PREFIX"]["Fn::Sub"]
+        assert variables == {"Stack": {"Ref": "AWS::StackName"}}
+        assert prefix.endswith("/${AWS::AccountId}/${Stack}-")
+        # Then its queue is named <stack>-<worker queue>, its DLQ <stack>-<worker queue>-dlq:
+        # what Settings makes of the prefix
         worker_queue = env["JOBKIT_WORKER_QUEUE"]
-        assert queues[worker_queue] == env["JOBKIT_QUEUE_URL"]["Ref"]
-        assert dead[worker_queue] == env["JOBKIT_DEAD_LETTER_QUEUE_URL"]["Ref"]
+        settings = Settings(queue_url_prefix="${AWS::StackName}-")
+        queue, dead = _queue_of(function), env["JOBKIT_DEAD_LETTER_QUEUE_URL"]["Ref"]
+        assert _queue_name(queue) == settings.queue_url_of(worker_queue), name
+        assert _queue_name(dead) == settings.dead_letter_queue_url_of(worker_queue), name
 
 
 def test_syndication_reads_only_its_partners_secrets_and_rate_limits() -> None:
@@ -364,6 +434,6 @@ def test_syndication_reads_only_its_partners_secrets_and_rate_limits() -> None:
     assert table["KeySchema"] == [{"AttributeName": "bucket", "KeyType": "HASH"}]
     assert table["SSESpecification"]["SSEEnabled"] is True
     assert table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
-    env = FUNCTIONS["SyndicationFunction"]["Properties"]["Environment"]["Variables"]
+    env = _environment("SyndicationFunction")
     assert env["SYNDICATION_RATE_LIMIT_TABLE"] == {"Ref": "RateLimitsTable"}
     assert env["SYNDICATION_PARTNERS_PATH"] == {"Ref": "SyndicationPartnersPath"}

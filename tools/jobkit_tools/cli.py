@@ -5,9 +5,11 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -20,6 +22,7 @@ from jobkit.client import Jobkit
 from jobkit.errors import InvalidRequestError
 from jobkit.models import Job
 from jobkit.recurring import RecurringSchedule
+from jobkit_tools import scaffold
 from jobkit_tools.discover import StackNotFoundError, Target, find
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -27,6 +30,8 @@ dlq_app = typer.Typer(no_args_is_help=True, help="Dead-letter queues.")
 app.add_typer(dlq_app, name="dlq")
 schedules_app = typer.Typer(no_args_is_help=True, help="Recurring (cron and rate) schedules.")
 app.add_typer(schedules_app, name="schedules")
+new_app = typer.Typer(no_args_is_help=True, help="Scaffold a new part of the project.")
+app.add_typer(new_app, name="new")
 console = Console()
 err = Console(stderr=True)
 
@@ -39,12 +44,17 @@ StackOption = Annotated[
 
 
 def _load_types() -> None:
-    """Declare the built-in job types and any listed in JOBKIT_TYPES (comma-separated modules)."""
+    """Declare the built-in job types, each worker's in `functions/<name>/<name>_jobs.py` of the
+    project in this folder, and any listed in JOBKIT_TYPES (comma-separated modules)."""
+    for jobs in sorted(Path("functions").glob("*/*_jobs.py")):
+        if str(jobs.parent.resolve()) not in sys.path:
+            sys.path.append(str(jobs.parent.resolve()))
+        importlib.import_module(jobs.stem)
     modules = [
-        "jobkit.catalog.email",
-        "jobkit.catalog.nightly",
-        "jobkit.catalog.reminders",
-        "jobkit.catalog.syndication",
+        "jobkit_apps.email",
+        "jobkit_apps.nightly",
+        "jobkit_apps.reminders",
+        "jobkit_apps.syndication",
         *filter(None, os.environ.get("JOBKIT_TYPES", "").split(",")),
     ]
     for module in modules:
@@ -188,7 +198,7 @@ def listing_status(
     stack: StackOption = None,
 ) -> None:
     """Show a listing version's syndication: per platform, state, attempts, partner id, error."""
-    from jobkit.catalog.syndication import listing_status as read_status
+    from jobkit_apps.syndication import listing_status as read_status
 
     client, _ = _client(stack)
     with _clear_errors():
@@ -364,6 +374,24 @@ def dlq_redrive(queue: str, stack: StackOption = None) -> None:
         console.print(f"move task started: {result.task_handle}")
     else:
         console.print(f"moved {result.moved} messages back to {queue}")
+
+
+@new_app.command("worker")
+def new_worker(
+    name: str,
+    root: Annotated[Path, typer.Option("--root", help="The project's folder.")] = Path("."),
+) -> None:
+    """Add a worker: functions/NAME/, its block in template.yaml and a first test."""
+    try:
+        written = scaffold.new_worker(root, name)
+    except scaffold.ScaffoldError as exc:
+        raise _fail(exc, 2) from None
+    for path in written:
+        console.print(f"wrote {path}")
+    console.print(
+        f"next: declare your job types in functions/{name}/{name}_jobs.py, write their "
+        f"processors in functions/{name}/{name}_worker.py, run `make test`, then `jobkit dev`"
+    )
 
 
 def main() -> None:

@@ -27,8 +27,9 @@ class Target:
 
 
 def settings_from_outputs(outputs: dict[str, str]) -> Settings:
-    """`JobsTableName`, `<Name>QueueUrl`, `<Name>DeadLetterQueueUrl`, `ScheduleGroupName`,
-    `RecurringScheduleGroupName` and `SchedulerRoleArn` outputs -> settings."""
+    """`JobsTableName`, `QueueUrlPrefix` (a deployed stack: every queue is <prefix><name>),
+    `<Name>QueueUrl` and `<Name>DeadLetterQueueUrl` (the local stack, its workers inlined),
+    `ScheduleGroupName`, `RecurringScheduleGroupName` and `SchedulerRoleArn` -> settings."""
     queues: dict[str, str] = {}
     dead: dict[str, str] = {}
     for key, value in outputs.items():
@@ -40,6 +41,7 @@ def settings_from_outputs(outputs: dict[str, str]) -> Settings:
         raise StackNotFoundError("the stack has no JobsTableName output: is it a jobkit stack?")
     return Settings(
         table=outputs["JobsTableName"],
+        queue_url_prefix=outputs.get("QueueUrlPrefix", ""),
         queues=queues,
         dead_letter_queues=dead,
         schedule_group=outputs.get("ScheduleGroupName", ""),

@@ -11,7 +11,11 @@ from pydantic import BaseModel
 from email_worker import ses
 from email_worker.render import render
 from email_worker.settings import get_email_settings
-from jobkit.catalog.email import (
+from jobkit.errors import TransientError
+from jobkit.observability import logger
+from jobkit.redact import mask_email
+from jobkit.worker import JobContext, Worker
+from jobkit_apps.email import (
     QUEUE,
     SEND_DOCUMENTS_REMINDER,
     SEND_INVITE,
@@ -24,10 +28,6 @@ from jobkit.catalog.email import (
     VerificationPayload,
     WelcomePayload,
 )
-from jobkit.errors import TransientError
-from jobkit.observability import logger
-from jobkit.redact import mask_email
-from jobkit.worker import JobContext, Worker
 
 worker = Worker(queue=QUEUE)
 

@@ -12,16 +12,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from jobkit.catalog.nightly import (
+from jobkit.client import EnqueueRequest, Jobkit, default_client
+from jobkit.errors import TransientError
+from jobkit.worker import JobContext, Worker
+from jobkit_apps.nightly import (
     FAN_OUT,
     QUEUE,
     REFRESH_ACCOUNT,
     FanOutPayload,
     RefreshAccountPayload,
 )
-from jobkit.client import EnqueueRequest, Jobkit, default_client
-from jobkit.errors import TransientError
-from jobkit.worker import JobContext, Worker
 
 worker = Worker(queue=QUEUE)
 

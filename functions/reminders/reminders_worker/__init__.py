@@ -1,1 +1,1 @@
-"""The reminders worker: runs the steps of reminder sequences (`jobkit.catalog.reminders`)."""
+"""The reminders worker: runs the steps of reminder sequences (`jobkit_apps.reminders`)."""

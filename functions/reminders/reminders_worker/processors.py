@@ -7,10 +7,10 @@ another stack).
 
 from __future__ import annotations
 
-from jobkit.applications import default_applications
-from jobkit.catalog.reminders import QUEUE, STEP, StepPayload
 from jobkit.client import Jobkit
 from jobkit.worker import JobContext, Worker
+from jobkit_apps.applications import default_applications
+from jobkit_apps.reminders import QUEUE, STEP, StepPayload
 from reminders_worker.steps import StepResult, run_step
 
 worker = Worker(queue=QUEUE)

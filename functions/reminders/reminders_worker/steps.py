@@ -15,18 +15,18 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
-from jobkit.applications import Application, Applications, Sequence, SequenceState
-from jobkit.catalog.email import SEND_DOCUMENTS_REMINDER, DocumentsReminderPayload
-from jobkit.catalog.reminders import (
+from jobkit.client import Jobkit
+from jobkit.models import JobState
+from jobkit.observability import logger
+from jobkit_apps.applications import Application, Applications, Sequence, SequenceState
+from jobkit_apps.email import SEND_DOCUMENTS_REMINDER, DocumentsReminderPayload
+from jobkit_apps.reminders import (
     StepPayload,
     cancel_job,
     email_job_id,
     enqueue_step,
     step_job_id,
 )
-from jobkit.client import Jobkit
-from jobkit.models import JobState
-from jobkit.observability import logger
 
 
 class StepResult(BaseModel):
@@ -54,42 +54,48 @@ def run_step(
     if sequence.state is not SequenceState.ACTIVE:
         return _skipped(payload, f"sequence {sequence.state.value}")
 
-    next_job: str | None = None
-    if sequence.job_id == job_id:
-        if application.documents_complete or not application.missing_documents:
-            done, _ = applications.finish(
-                sequence, job_id, SequenceState.COMPLETED, "documents complete"
-            )
-            if not done:
-                return _skipped(payload, "sequence changed while the step ran")
-            _log("sequence completed: documents complete", payload)
-            return StepResult(step=step, sent=False, completed=True)
-        if not last:
-            next_job = step_job_id(payload.applicant_id, sequence.id, step + 1)
-            due = payload.plan.due(step + 1)
-            advanced, _ = applications.advance(sequence, job_id, next_job, step + 1, due)
-            if not advanced:
-                return _skipped(payload, "sequence changed while the step ran")
-    elif sequence.advanced_by == job_id and not last:
-        next_job = sequence.job_id  # an earlier attempt of this step handed over already
+    if sequence.job_id != job_id:
+        if sequence.advanced_by != job_id or last:
+            return _skipped(payload, "not the pending step")
+        next_job: str | None = sequence.job_id  # an earlier attempt handed over already
+    elif application.documents_complete or not application.missing_documents:
+        return _complete(payload, job_id, sequence, applications, "documents complete")
+    elif last:
+        next_job = None
     else:
-        return _skipped(payload, "not the pending step")
+        next_job = step_job_id(payload.applicant_id, sequence.id, step + 1)
+        due = payload.plan.due(step + 1)
+        advanced, _ = applications.advance(sequence, job_id, next_job, step + 1, due)
+        if not advanced:
+            return _skipped(payload, "sequence changed while the step ran")
 
     email_job = email_job_id(job_id)
     _send_reminder(jobkit, application, email_job)
     if next_job is None:
-        done, _ = applications.finish(
-            sequence, job_id, SequenceState.COMPLETED, "last reminder sent"
-        )
-        if not done:  # cancelled while this step ran: take the email back if it is not out
+        result = _complete(payload, job_id, sequence, applications, "last reminder sent")
+        if not result.completed:  # cancelled while this step ran: take the email back
             cancel_job(jobkit, email_job)
-            return _skipped(payload, "sequence changed while the step ran")
-        _log("sequence completed: last reminder sent", payload)
-        return StepResult(step=step, sent=True, completed=True)
+        return result
     _enqueue_next(jobkit, applications, sequence, step + 1, next_job, job_id)
     due = payload.plan.due(step + 1)
     _log("reminder sent, next step scheduled", payload, next_due=due.isoformat())
     return StepResult(step=step, sent=True, next_due=due)
+
+
+def _complete(
+    payload: StepPayload,
+    job_id: str,
+    sequence: Sequence,
+    applications: Applications,
+    reason: str,
+) -> StepResult:
+    """End the sequence as completed at this step (skipped if it changed meanwhile)."""
+    done, _ = applications.finish(sequence, job_id, SequenceState.COMPLETED, reason)
+    if not done:
+        return _skipped(payload, "sequence changed while the step ran")
+    _log(f"sequence completed: {reason}", payload)
+    sent = reason == "last reminder sent"
+    return StepResult(step=payload.step, sent=sent, completed=True)
 
 
 def _send_reminder(jobkit: Jobkit, application: Application, email_job: str) -> None:

@@ -74,29 +74,34 @@ def non_public_reason(address: IPv4Address | IPv6Address) -> str | None:
     the words. An IPv4-mapped (`::ffff:a.b.c.d`) or NAT64 (`64:ff9b::a.b.c.d`) IPv6 address is
     judged by its IPv4 address: that is the host the packets reach.
     """
-    if isinstance(address, IPv6Address):
-        embedded = address.ipv4_mapped
-        if embedded is None and address in _NAT64:
-            embedded = IPv4Address(int(address) & 0xFFFFFFFF)
-        if embedded is not None:
-            return non_public_reason(embedded)
+    if isinstance(address, IPv6Address) and (embedded := _embedded_ipv4(address)) is not None:
+        return non_public_reason(embedded)
     if address in _METADATA:
         return "link-local (the cloud metadata service)"
-    if address.is_unspecified:
-        return "unspecified"
-    if address.is_loopback:
-        return "loopback"
-    if address.is_link_local:
-        return "link-local"
-    if address.is_multicast:
-        return "multicast"
-    if address.is_reserved:
-        return "reserved"
-    if address.is_private:
-        return "private"
+    for special, reason in _SPECIAL_PURPOSE:
+        if getattr(address, special):
+            return reason
     if not address.is_global:  # shared (100.64.0.0/10), 6to4, Teredo, ...
         return "not globally routable"
     return None
+
+
+# `ipaddress` properties in the order their words are picked.
+_SPECIAL_PURPOSE = (
+    ("is_unspecified", "unspecified"),
+    ("is_loopback", "loopback"),
+    ("is_link_local", "link-local"),
+    ("is_multicast", "multicast"),
+    ("is_reserved", "reserved"),
+    ("is_private", "private"),
+)
+
+
+def _embedded_ipv4(address: IPv6Address) -> IPv4Address | None:
+    """The IPv4 address an IPv4-mapped or NAT64 IPv6 address carries (None: neither)."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return IPv4Address(int(address) & 0xFFFFFFFF) if address in _NAT64 else None
 
 
 class _PublicOnlyHTTPSConnection(HTTPSConnection):

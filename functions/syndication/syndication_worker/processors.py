@@ -14,7 +14,10 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from jobkit.catalog.syndication import (
+from jobkit.client import EnqueueRequest, Jobkit, default_client
+from jobkit.errors import PermanentError, TransientError
+from jobkit.worker import JobContext, Worker
+from jobkit_apps.syndication import (
     ALL,
     DELIVER,
     PUBLISH_LISTING,
@@ -24,9 +27,6 @@ from jobkit.catalog.syndication import (
     delivery_body,
     delivery_id,
 )
-from jobkit.client import EnqueueRequest, Jobkit, default_client
-from jobkit.errors import PermanentError, TransientError
-from jobkit.worker import JobContext, Worker
 from syndication_worker.delivery import Sender
 from syndication_worker.partners import Registry
 from syndication_worker.ratelimit import RateLimiter

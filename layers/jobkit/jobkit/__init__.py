@@ -1,7 +1,7 @@
 """jobkit: serverless background jobs for AWS.
 
 from jobkit import enqueue
-from jobkit.catalog.email import SEND_INVITE
+from jobkit_apps.email import SEND_INVITE
 
 job = enqueue(SEND_INVITE, {"to": "ada@example.com", ...}, job_id="invite-42")
 """

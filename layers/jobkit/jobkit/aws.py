@@ -1,7 +1,10 @@
-"""boto3 clients, made lazily and once per process (a Lambda container reuses them).
+"""boto3 clients, made lazily and once per process (a Lambda container reuses them), and
+botocore's errors turned into jobkit's.
 
-Only the adapter modules (`store`, `queues`) call these. `AWS_ENDPOINT_URL` in the environment
-points every client at another endpoint (the local stack's moto server).
+Only the adapter modules (`store` and the job log modules under it, `queues`, `schedules`)
+call these; their public calls raise `ServiceError` (`service_errors`), never botocore's own
+errors. `AWS_ENDPOINT_URL` in the environment points every client at another endpoint (the
+local stack's moto server).
 """
 
 from __future__ import annotations
@@ -113,6 +116,19 @@ def service_errors[**P, R](fn: Callable[P, R]) -> Callable[P, R]:
             raise ServiceError(text, code=type(exc).__name__) from exc
 
     return call
+
+
+def conflict_item(exc: Exception) -> dict[str, Any] | None:
+    """The item as it was when a DynamoDB write's condition failed (None if there was none);
+    any other error is raised again."""
+    from botocore.exceptions import ClientError
+
+    if not (
+        isinstance(exc, ClientError)
+        and exc.response["Error"]["Code"] == "ConditionalCheckFailedException"
+    ):
+        raise exc
+    return dict(exc.response.get("Item") or {}) or None  # type: ignore[call-overload]
 
 
 def dynamodb() -> DynamoDBClient:

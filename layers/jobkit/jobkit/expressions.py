@@ -15,14 +15,14 @@ looked for up to 2199, AWS's last cron year: `next_after` is None for one that h
 Hand-written: the PyPI packages that read AWS's form (pyawscron, aws-cron-parser) work in UTC
 only and are thinly maintained, croniter rejects the six-field form, and the DST handling in
 the schedule's timezone is the part that matters. The local stack's Scheduler firer and
-`jobkit.testing` fire schedules with it.
+`jobkit_tools.testing` fire schedules with it.
 """
 
 from __future__ import annotations
 
 import calendar
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Protocol
@@ -271,15 +271,24 @@ class Cron:
                     day = _next_month(day)
                     continue
             if self.day_rule(day):
-                for hour in hours:
-                    for minute in minutes:
-                        wall = datetime(day.year, day.month, day.day, hour, minute)
-                        moment = wall.replace(tzinfo=self.zone).astimezone(UTC)
-                        if moment.astimezone(self.zone).replace(tzinfo=None) != wall:
-                            continue  # skipped by a DST change
-                        if moment > after:
-                            return moment
+                moment = self._first_on(day, hours, minutes, after)
+                if moment is not None:
+                    return moment
             day += timedelta(days=1)
+        return None
+
+    def _first_on(
+        self, day: date, hours: Sequence[int], minutes: Sequence[int], after: datetime
+    ) -> datetime | None:
+        """The first of `day`'s times (its hours and minutes, in the zone) after `after`."""
+        for hour in hours:
+            for minute in minutes:
+                wall = datetime(day.year, day.month, day.day, hour, minute)
+                moment = wall.replace(tzinfo=self.zone).astimezone(UTC)
+                if moment.astimezone(self.zone).replace(tzinfo=None) != wall:
+                    continue  # skipped by a DST change
+                if moment > after:
+                    return moment
         return None
 
     def _month_matches(self, day: date, shapes: dict[tuple[int, bool, int], bool]) -> bool:

@@ -1,10 +1,13 @@
 """DynamoDB attribute values: the one place that builds and reads them (the job log and the
-apps' tables both use it)."""
+apps' tables both use it). Plain data: reading a refused write's botocore error
+(`conflict_item`) is the AWS adapter's, `jobkit.aws`, re-exported here for the apps' stores."""
 
 from __future__ import annotations
 
 import json
 from typing import TYPE_CHECKING, Any
+
+from jobkit.aws import conflict_item as conflict_item
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
@@ -23,26 +26,13 @@ def as_json(value: Any) -> AttributeValueTypeDef:
 
 
 def plain(value: AttributeValueTypeDef | Any) -> Any:
-    """An attribute value as Python: strings, integers, booleans and lists of them."""
+    """An attribute value as Python: strings, numbers, booleans and lists of them."""
     if "S" in value:
         return value["S"]
     if "N" in value:
-        return int(value["N"])
+        return float(value["N"]) if "." in value["N"] else int(value["N"])
     if "BOOL" in value:
         return value["BOOL"]
     if "L" in value:
         return [plain(v) for v in value["L"]]
     return None
-
-
-def conflict_item(exc: Exception) -> dict[str, Any] | None:
-    """The item as it was when a write's condition failed (None if there was none); any other
-    error is raised again."""
-    from botocore.exceptions import ClientError
-
-    if not (
-        isinstance(exc, ClientError)
-        and exc.response["Error"]["Code"] == "ConditionalCheckFailedException"
-    ):
-        raise exc
-    return dict(exc.response.get("Item") or {}) or None  # type: ignore[call-overload]

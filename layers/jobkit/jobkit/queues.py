@@ -1,4 +1,5 @@
-"""SQS adapter: send jobs, back off, dead-letter, move dead letters back."""
+"""SQS adapter: send jobs, back off, dead-letter, move dead letters back. A failed AWS call
+comes out as a `ServiceError`."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from jobkit import aws
+from jobkit.errors import ServiceError
 from jobkit.models import SQS_MAX_DELAY_SECONDS
 
 if TYPE_CHECKING:
@@ -29,6 +31,7 @@ class Outgoing:
     delay_seconds: int = 0
 
 
+@aws.service_errors
 def send(queue_url: str, body: str, delay_seconds: int = 0) -> str:
     response = aws.sqs().send_message(
         QueueUrl=queue_url, MessageBody=body, DelaySeconds=delay_seconds
@@ -36,6 +39,7 @@ def send(queue_url: str, body: str, delay_seconds: int = 0) -> str:
     return response["MessageId"]
 
 
+@aws.service_errors
 def send_many(queue_url: str, messages: list[Outgoing], attempts: int = 4) -> dict[str, str]:
     """SendMessageBatch in batches of 10 entries / 256 KiB, retrying failed entries that were
     not the sender's fault. Returns {key: reason} for the messages that were not sent."""
@@ -80,6 +84,7 @@ def _chunks(messages: list[Outgoing]) -> list[list[Outgoing]]:
     return chunks
 
 
+@aws.service_errors
 def hide(queue_url: str, receipt_handle: str, seconds: float) -> None:
     """Make a received message visible again after `seconds` (backoff, deferral)."""
     timeout = min(max(math.ceil(seconds), 0), MAX_VISIBILITY_SECONDS)
@@ -90,11 +95,9 @@ def hide(queue_url: str, receipt_handle: str, seconds: float) -> None:
 
 def hide_quietly(queue_url: str, receipt_handle: str, seconds: float) -> bool:
     """`hide`, reporting failure (an expired receipt handle, ...) instead of raising it."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
     try:
         hide(queue_url, receipt_handle, seconds)
-    except (BotoCoreError, ClientError):
+    except ServiceError:
         return False
     return True
 
@@ -121,6 +124,7 @@ def resend(queue_url: str, body: str, seconds: float, attributes: dict[str, str]
     return True
 
 
+@aws.service_errors
 def dead_letter(dlq_url: str, body: str, reason: str, job_id: str | None, source: str) -> None:
     """Put a message in a DLQ with why it is there (message attributes survive a redrive)."""
     attributes: dict[str, MessageAttributeValueTypeDef] = {
@@ -132,17 +136,20 @@ def dead_letter(dlq_url: str, body: str, reason: str, job_id: str | None, source
     aws.sqs().send_message(QueueUrl=dlq_url, MessageBody=body, MessageAttributes=attributes)
 
 
+@aws.service_errors
 def arn_of(queue_url: str) -> str:
     """The ARN of a queue from its URL (…/<account>/<name>), without a request."""
     account, name = queue_url.rstrip("/").split("/")[-2:]
     return f"arn:aws:sqs:{aws.sqs().meta.region_name}:{account}:{name}"
 
 
+@aws.service_errors
 def queue_arn(queue_url: str) -> str:
     response = aws.sqs().get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
     return response["Attributes"]["QueueArn"]
 
 
+@aws.service_errors
 def start_move_task(source_arn: str, destination_arn: str) -> str | None:
     """StartMessageMoveTask, or None where the endpoint lacks it (moto, older emulators)."""
     from botocore.exceptions import ClientError
@@ -172,6 +179,7 @@ class Received:
     receipt_handle: str
 
 
+@aws.service_errors
 def receive(queue_url: str, wait_seconds: int = 1, visibility: int = 60) -> list[Received]:
     response = aws.sqs().receive_message(
         QueueUrl=queue_url,
@@ -182,6 +190,7 @@ def receive(queue_url: str, wait_seconds: int = 1, visibility: int = 60) -> list
     return [Received(m["Body"], m["ReceiptHandle"]) for m in response.get("Messages", [])]
 
 
+@aws.service_errors
 def delete_many(queue_url: str, receipt_handles: list[str]) -> None:
     for start in range(0, len(receipt_handles), BATCH_ENTRIES):
         entries: list[Any] = [

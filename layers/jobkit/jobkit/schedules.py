@@ -1,5 +1,6 @@
 """EventBridge Scheduler adapter: one-time schedules that send a job to its queue later, and
-recurring (cron/rate) schedules that send one every time they fire."""
+recurring (cron/rate) schedules that send one every time they fire. A failed AWS call comes
+out as a `ServiceError`; a definition Scheduler refuses as an `InvalidScheduleError`."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ def _target(
     return target
 
 
+@aws.service_errors
 def create_at(
     name: str,
     group: str,
@@ -87,6 +89,7 @@ def recurring_definition(
     return definition
 
 
+@aws.service_errors
 def create_recurring(definition: dict[str, Any], enabled: bool) -> dict[str, Any] | None:
     """Create a recurring schedule; returns its definition (with no `CreationDate`: it was
     created now), or None if one of that name exists (ConflictException)."""
@@ -103,6 +106,7 @@ def create_recurring(definition: dict[str, Any], enabled: bool) -> dict[str, Any
     return {**definition, "State": state}
 
 
+@aws.service_errors
 def update_recurring(
     definition: dict[str, Any], enabled: bool | None, existing: dict[str, Any]
 ) -> dict[str, Any]:
@@ -135,6 +139,7 @@ def _refused(name: str) -> Iterator[None]:
         raise InvalidScheduleError(f"schedule {name}: Scheduler refused it: {reason}") from exc
 
 
+@aws.service_errors
 def get(name: str, group: str) -> dict[str, Any] | None:
     """A schedule's definition (GetSchedule), or None if there is none of that name."""
     from botocore.exceptions import ClientError
@@ -148,6 +153,7 @@ def get(name: str, group: str) -> dict[str, Any] | None:
     return found
 
 
+@aws.service_errors
 def names(group: str) -> list[str]:
     """The names of a group's schedules."""
     pages = aws.client("scheduler").get_paginator("list_schedules").paginate(GroupName=group)
@@ -169,6 +175,7 @@ _UPDATABLE = (
 )
 
 
+@aws.service_errors
 def set_state(definition: dict[str, Any], enabled: bool) -> None:
     """Enable or disable a schedule. UpdateSchedule replaces the whole definition, so every
     field GetSchedule returned goes back as it was (start and end dates included)."""
@@ -179,6 +186,7 @@ def set_state(definition: dict[str, Any], enabled: bool) -> None:
         )
 
 
+@aws.service_errors
 def delete(name: str, group: str) -> bool:
     """Delete a schedule; False if it was already gone (it fired, or someone deleted it)."""
     from botocore.exceptions import ClientError

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Mapping
 from functools import lru_cache
 
 from pydantic import Field, field_validator
@@ -9,17 +12,49 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from jobkit.errors import ConfigurationError
 
+WORKER_CONFIG = "JOBKIT_WORKER_CONFIG"
+
+
+def worker_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """A worker's environment with its own settings added: the worker block's `Config`
+    parameter reaches the function as one JSON object in JOBKIT_WORKER_CONFIG (CloudFormation
+    cannot pass a map of variables to a nested stack); a variable set directly wins."""
+    raw = environ.get(WORKER_CONFIG) or "{}"
+    try:
+        config = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise ConfigurationError(f"{WORKER_CONFIG} is not JSON: {error}") from None
+    if not isinstance(config, dict):
+        raise ConfigurationError(f"{WORKER_CONFIG} must be a JSON object of variables")
+    return {**{str(k): str(v) for k, v in config.items()}, **environ}
+
+
+def export_worker_config() -> None:
+    """Put the worker's own settings into the process environment, before any settings model
+    reads it (called once, when this module is first imported)."""
+    if os.environ.get(WORKER_CONFIG):
+        for name, value in worker_environment(os.environ).items():
+            os.environ.setdefault(name, value)
+
+
+export_worker_config()
+
 
 class Settings(BaseSettings):
     """What a producer or worker needs to find the stack.
 
-    `JOBKIT_TABLE` names the job log, `JOBKIT_QUEUES` maps queue names to URLs (JSON) and
-    `JOBKIT_DEAD_LETTER_QUEUES` their DLQs. A worker also knows its own queue and DLQ.
+    `JOBKIT_TABLE` names the job log. Queue `<name>` is at `JOBKIT_QUEUE_URL_PREFIX` + name
+    and its dead-letter queue at prefix + name + `-dlq` (the stack's naming); `JOBKIT_QUEUES`
+    and `JOBKIT_DEAD_LETTER_QUEUES` (JSON name -> URL) name queues elsewhere and win over it.
+    A worker also knows its own queue and DLQ.
     """
 
     model_config = SettingsConfigDict(env_prefix="JOBKIT_", frozen=True, extra="ignore")
 
     table: str = Field(default="", description="DynamoDB job-log table name.")
+    queue_url_prefix: str = Field(
+        default="", description="Queue URLs but the name: <prefix><name>, <prefix><name>-dlq."
+    )
     queues: dict[str, str] = Field(default_factory=dict, description="Queue name -> queue URL.")
     dead_letter_queues: dict[str, str] = Field(
         default_factory=dict, description="Queue name -> its dead-letter queue URL (redrive)."
@@ -43,20 +78,28 @@ class Settings(BaseSettings):
         return {} if value in ("", None) else value
 
     def queue_url_of(self, queue: str) -> str:
-        try:
+        if queue in self.queues:
             return self.queues[queue]
-        except KeyError:
-            raise ConfigurationError(
-                f'no URL for queue {queue!r}: set JOBKIT_QUEUES, e.g. \'{{"{queue}": "https://..."}}\''
-            ) from None
+        if self.queue_url_prefix:
+            return self.queue_url_prefix + queue
+        raise ConfigurationError(
+            f"no URL for queue {queue!r}: set JOBKIT_QUEUE_URL_PREFIX (stack output "
+            f'QueueUrlPrefix) or JOBKIT_QUEUES, e.g. \'{{"{queue}": "https://..."}}\''
+        )
 
     def dead_letter_queue_url_of(self, queue: str) -> str:
-        try:
-            return self.dead_letter_queues[queue]
-        except KeyError:
+        url = self.dead_letter_queue_url_or_none(queue)
+        if url is None:
             raise ConfigurationError(
-                f"no dead-letter queue URL for queue {queue!r}: set JOBKIT_DEAD_LETTER_QUEUES"
-            ) from None
+                f"no dead-letter queue URL for queue {queue!r}: set JOBKIT_QUEUE_URL_PREFIX "
+                "or JOBKIT_DEAD_LETTER_QUEUES"
+            )
+        return url
+
+    def dead_letter_queue_url_or_none(self, queue: str) -> str | None:
+        if queue in self.dead_letter_queues:
+            return self.dead_letter_queues[queue]
+        return f"{self.queue_url_prefix}{queue}-dlq" if self.queue_url_prefix else None
 
     def require_scheduler(self) -> tuple[str, str]:
         if not (self.schedule_group and self.scheduler_role_arn):

@@ -74,21 +74,38 @@ def verify(
         raise WebhookVerificationError(
             "missing webhook-id, webhook-timestamp or webhook-signature header"
         )
+    timestamp = _timestamp(stamp, tolerance, now or datetime.now(UTC))
+    text = _utf8_text(body, msg_id)
+    given = _signatures(signature_header)
+    for secret in secrets:
+        expected = _signature(secret, msg_id, timestamp, text)
+        if any(hmac.compare_digest(expected, candidate) for candidate in given):
+            return msg_id
+    raise WebhookVerificationError("no signature matches a current secret")
+
+
+def _timestamp(stamp: str, tolerance: timedelta, now: datetime) -> datetime:
+    """The `webhook-timestamp` header's moment, if it is within `tolerance` of `now`."""
     try:
         timestamp = datetime.fromtimestamp(int(stamp), UTC)
     except (ValueError, OverflowError, OSError):
         raise WebhookVerificationError(
             f"webhook-timestamp {stamp[:20]!r} is not Unix seconds"
         ) from None
-    skew = (now or datetime.now(UTC)) - timestamp
+    skew = now - timestamp
     if abs(skew) > tolerance:
         which = "old" if skew > timedelta(0) else "far in the future"
         raise WebhookVerificationError(
             f"webhook-timestamp is too {which} ({abs(skew).total_seconds():.0f} s, "
             f"tolerance {tolerance.total_seconds():.0f} s)"
         )
-    # The scheme signs UTF-8 text: a body or id that is not cannot have been signed (and
-    # would raise a UnicodeError, not this module's error, from the decoding or the HMAC).
+    return timestamp
+
+
+def _utf8_text(body: bytes | str, msg_id: str) -> str:
+    """The body as text. The scheme signs UTF-8 text: a body or id that is not cannot have
+    been signed (and would raise a UnicodeError, not this module's error, from the decoding
+    or the HMAC)."""
     try:
         text = body if isinstance(body, str) else body.decode()
         text.encode()  # a str with lone surrogates has no UTF-8 form either
@@ -98,19 +115,20 @@ def verify(
         msg_id.encode()
     except UnicodeError:
         raise WebhookVerificationError("webhook-id is not UTF-8") from None
+    return text
+
+
+def _signatures(header: str) -> list[bytes]:
+    """The `v1` signatures of a `webhook-signature` header (others, and bad base64, ignored)."""
     given: list[bytes] = []
-    for part in signature_header.split(" "):
+    for part in header.split(" "):
         version, _, value = part.partition(",")
         if version == "v1" and value:
             try:
                 given.append(base64.b64decode(value, validate=True))
             except ValueError:
                 continue
-    for secret in secrets:
-        expected = _signature(secret, msg_id, timestamp, text)
-        if any(hmac.compare_digest(expected, candidate) for candidate in given):
-            return msg_id
-    raise WebhookVerificationError("no signature matches a current secret")
+    return given
 
 
 def new_secret() -> str:

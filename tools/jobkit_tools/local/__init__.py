@@ -1,8 +1,8 @@
 """The local stack: `template.yaml` on moto's server, each function in its own process.
 
 `run_dev` is `jobkit dev`; `LocalStack` is the same stack as a context manager, for tests.
-They load lazily: `jobkit.testing` imports `jobkit_tools.local.scheduler` alone, and should not
-pay for samtranslator (a second) or need it installed.
+They load lazily: `jobkit_tools.testing` imports `jobkit_tools.local.scheduler` alone, and
+should not pay for samtranslator (a second) or need it installed.
 """
 
 from __future__ import annotations
@@ -11,12 +11,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from jobkit_tools.local.dev import LocalStack, run_dev
+    from jobkit_tools.local.dev import run_dev
+    from jobkit_tools.local.local_stack import LocalStack
     from jobkit_tools.local.stack import LocalStackError
 
 __all__ = ["LocalStack", "LocalStackError", "run_dev"]
 
-_HOMES = {"LocalStack": "dev", "run_dev": "dev", "LocalStackError": "stack"}
+_HOMES = {"LocalStack": "local_stack", "run_dev": "dev", "LocalStackError": "stack"}
 
 
 def __getattr__(name: str) -> Any:

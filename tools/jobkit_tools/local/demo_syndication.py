@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from jobkit.catalog.syndication import PlatformStatus
     from jobkit.client import Jobkit
+    from jobkit_apps.syndication import PlatformStatus
 
 LISTINGS = 3
 # platform -> (state it must reach, attempts it must have taken; None: any). The slow
@@ -34,7 +34,7 @@ class SyndicationWorkload:
 
 
 def start(producer: Jobkit, run: str) -> SyndicationWorkload:
-    from jobkit.catalog.syndication import publish_listing
+    from jobkit_apps.syndication import publish_listing
 
     work = SyndicationWorkload(run)
     for n in range(1, LISTINGS + 1):
@@ -50,7 +50,7 @@ def start(producer: Jobkit, run: str) -> SyndicationWorkload:
 
 
 def _statuses(producer: Jobkit, work: SyndicationWorkload) -> list[PlatformStatus]:
-    from jobkit.catalog.syndication import listing_status
+    from jobkit_apps.syndication import listing_status
 
     return [
         platform

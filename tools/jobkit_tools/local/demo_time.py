@@ -55,10 +55,10 @@ class TimeWorkload:
 
 def start(producer: Jobkit, run: str) -> TimeWorkload:
     """Enqueue the delayed jobs, make the schedule, start the sequences."""
-    from jobkit.applications import put_application
-    from jobkit.catalog.email import SEND_WELCOME
-    from jobkit.catalog.nightly import FAN_OUT
-    from jobkit.catalog.reminders import cancel_sequence, start_sequence
+    from jobkit_apps.applications import put_application
+    from jobkit_apps.email import SEND_WELCOME
+    from jobkit_apps.nightly import FAN_OUT
+    from jobkit_apps.reminders import cancel_sequence, start_sequence
 
     work = TimeWorkload(run)
     for seconds in DELAYS:
@@ -96,10 +96,10 @@ def start(producer: Jobkit, run: str) -> TimeWorkload:
 def tick(producer: Jobkit, work: TimeWorkload, sent: dict[str, int]) -> None:
     """Act on what happened: complete the documents once the first reminder went out, then
     run the sequence's next step (due an hour later) at once."""
-    from jobkit.applications import mark_documents_complete
-    from jobkit.catalog.reminders import get_sequence
     from jobkit.errors import InvalidStateError
     from jobkit.models import JobState
+    from jobkit_apps.applications import mark_documents_complete
+    from jobkit_apps.reminders import get_sequence
 
     if not work.marked_complete and sent.get(work.address(work.completed), 0) >= 1:
         mark_documents_complete(work.completed)
@@ -120,8 +120,8 @@ def _children(producer: Jobkit, work: TimeWorkload) -> list[Job | None]:
 
 
 def done(producer: Jobkit, work: TimeWorkload) -> bool:
-    from jobkit.applications import SequenceState
-    from jobkit.catalog.reminders import get_sequence
+    from jobkit_apps.applications import SequenceState
+    from jobkit_apps.reminders import get_sequence
 
     delayed = [producer.get_job(i) for i in work.delayed]
     if not all(j is not None and j.state.finished for j in delayed):
@@ -140,7 +140,7 @@ def checks(
     producer: Jobkit, work: TimeWorkload, sent: dict[str, int]
 ) -> list[tuple[str, Any, Any]]:
     """(what, expected, actual) for the time part."""
-    from jobkit.catalog.reminders import get_sequence
+    from jobkit_apps.reminders import get_sequence
 
     delayed = {i: producer.get_job(i) for i in work.delayed}
     on_time = [

@@ -6,8 +6,8 @@ library polls SQS the way Lambda's pollers do. This one keeps the mapping's cont
 - `BatchSize` and `MaximumBatchingWindowInSeconds`: records are collected until the batch is
   full or the window (opened by the first record) closes.
 - `ScalingConfig.MaximumConcurrency`: at most that many batches in flight, each in its own
-  container (a `host.py` process); the poller does not receive while all are busy, so waiting
-  messages stay visible instead of ageing in flight.
+  container (a `host.py` process, `esm_container.py`); the poller does not receive while all
+  are busy, so waiting messages stay visible instead of ageing in flight.
 - `FunctionResponseTypes: [ReportBatchItemFailures]`: the records not listed in
   `batchItemFailures` are deleted (`DeleteMessageBatch`); a handler error, a timeout, a crash
   or an invalid response deletes nothing, and SQS returns the messages after the queue's
@@ -22,25 +22,16 @@ messages come back after the visibility timeout) and the poller goes on with fre
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
-import os
-import queue
 import random
-import signal
-import subprocess
-import sys
 import threading
 import time
-import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import Any
 
-from jobkit_tools.local.stack import FunctionSpec, QueueMappingSpec, base_env, client
+from jobkit_tools.local.esm_container import Container, ContainerError, LogWriter, Outcome
+from jobkit_tools.local.stack import FunctionSpec, QueueMappingSpec, client
 from jobkit_tools.sqs_event import to_record
 
 log = logging.getLogger("jobkit.local")
@@ -48,184 +39,6 @@ log = logging.getLogger("jobkit.local")
 INIT_TIMEOUT_S = 10.0  # Lambda's init phase limit; `init_timeout` below stretches it on slow CI
 RECEIVE_WAIT_S = 1  # short long-polls, so stopping never waits on a 20 s receive
 DEFAULT_MAX_CONCURRENCY = 5  # a mapping without ScalingConfig; AWS would go up to 1,000
-
-LogWriter = Callable[[str, str], None]
-"""Receives (source, line) for every line a function logs."""
-
-
-class ContainerError(Exception):
-    """A container could not start (init failed or timed out)."""
-
-
-@dataclass
-class Outcome:
-    """How one invocation ended, and what the handler returned."""
-
-    status: Literal["ok", "error", "timeout", "crash"]
-    result: Any = None
-    error: dict[str, Any] | None = None
-    duration: float = 0.0
-
-
-class Container:
-    """One warm "container" of a function: a `host.py` process and its answer channel."""
-
-    def __init__(
-        self, spec: FunctionSpec, endpoint_url: str, write_log: LogWriter, index: int
-    ) -> None:
-        self.spec = spec
-        self.index = index
-        self.label = f"{spec.logical_id}#{index}"
-        self.invoking = False  # between sending an invocation and reading its answer
-        self.answered = 0  # invocations that returned an answer (0: still on its first)
-        self.event: dict[str, Any] | None = None  # the event of the invocation running, if any
-        self.chaos_killed = False  # set by `QueuePoller.kill_one`
-        self._write_log = write_log
-        self._answers: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-P",
-                str(Path(__file__).with_name("host.py")),
-                "--handler",
-                spec.handler,
-                "--code-dir",
-                str(spec.code_dir),
-                *(arg for layer in spec.layer_dirs for arg in ("--layer-dir", str(layer))),
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            encoding="utf-8",
-            cwd=spec.code_dir,
-            env=self.environment(spec, endpoint_url, index),
-            start_new_session=True,  # its own process group: a timeout kills all it started
-        )
-        assert self.process.stdout is not None and self.process.stderr is not None
-        self._threads = [
-            threading.Thread(target=self._read_answers, args=(self.process.stdout,), daemon=True),
-            threading.Thread(target=self._read_logs, args=(self.process.stderr,), daemon=True),
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    @staticmethod
-    def environment(spec: FunctionSpec, endpoint_url: str, index: int) -> dict[str, str]:
-        """The function's own environment, as Lambda builds it, pointed at the local stack."""
-        return {
-            "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
-            "LANG": "C.UTF-8",
-            "TZ": ":UTC",
-            "PYTHONUNBUFFERED": "1",
-            **base_env(endpoint_url),
-            **spec.environment,
-            "AWS_LAMBDA_FUNCTION_NAME": spec.name,
-            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_size),
-            "AWS_LAMBDA_FUNCTION_TIMEOUT": str(spec.timeout),
-            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}",
-            "AWS_LAMBDA_LOG_STREAM_NAME": f"local/{index}",
-            "LAMBDA_TASK_ROOT": str(spec.code_dir),
-            "_HANDLER": spec.handler,
-            # What `sam local` sets: Powertools then keeps X-Ray tracing off, as it should here.
-            "AWS_SAM_LOCAL": "true",
-        }
-
-    def _read_answers(self, stream: TextIO) -> None:
-        for line in stream:
-            try:
-                self._answers.put(json.loads(line))
-            except json.JSONDecodeError:
-                self._write_log(self.label, f"[local] unreadable answer: {line.rstrip()}")
-        self._answers.put(None)  # EOF: the process is gone
-
-    def _read_logs(self, stream: TextIO) -> None:
-        for line in stream:
-            self._write_log(self.label, line.rstrip("\n"))
-
-    @property
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def wait_ready(self, timeout: float) -> None:
-        """Wait for the init phase (imports, module-level clients) to finish."""
-        try:
-            answer = self._answers.get(timeout=timeout)
-        except queue.Empty:
-            self.kill()
-            raise ContainerError(f"{self.label}: init did not finish in {timeout:.0f} s") from None
-        if answer is None or not answer.get("ready"):
-            self.kill()
-            error = (answer or {}).get("error") or {"errorMessage": "process exited"}
-            raise ContainerError(f"{self.label}: init failed: {error.get('errorMessage')}")
-
-    def invoke(self, event: dict[str, Any], timeout: float) -> Outcome:
-        """Run the handler once; kill the process if it runs past `timeout` seconds."""
-        started = time.monotonic()
-        request = {
-            "event": event,
-            "request_id": str(uuid.uuid4()),
-            "deadline_ms": int((time.time() + timeout) * 1000),
-            "invoked_function_arn": self.spec.arn,
-        }
-        assert self.process.stdin is not None
-        self.event, self.invoking = event, True
-        try:
-            self.process.stdin.write(json.dumps(request) + "\n")
-            self.process.stdin.flush()
-            answer = self._answers.get(timeout=timeout)
-        except (BrokenPipeError, OSError):
-            answer = None
-        except queue.Empty:
-            self.event, self.invoking = None, False
-            self.kill()
-            self._write_log(
-                self.label,
-                f"[local] {request['request_id']} Task timed out after {timeout:.2f} seconds",
-            )
-            return Outcome("timeout", duration=time.monotonic() - started)
-        self.event, self.invoking = None, False
-        duration = time.monotonic() - started
-        if answer is None:
-            self.kill()
-            code = self.process.returncode
-            error = {"errorType": "Runtime.ExitError", "errorMessage": f"exit code {code}"}
-            return Outcome("crash", error=error, duration=duration)
-        self.answered += 1
-        if "error" in answer:
-            return Outcome("error", error=answer["error"], duration=duration)
-        return Outcome("ok", result=answer.get("result"), duration=duration)
-
-    def kill(self) -> None:
-        """SIGKILL the whole process group, as Lambda ends a timed-out sandbox."""
-        self.signal_kill()
-        self.process.wait()
-        self._join_readers()
-
-    def signal_kill(self) -> None:
-        """SIGKILL the process group and return at once: the thread that invoked the container
-        sees it die (its answer channel closes) and cleans up, as after any crash."""
-        # Only while the leader is not reaped: until then its pid (the group id) cannot be reused.
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-
-    def close(self, timeout: float = 3.0) -> None:
-        """Ask the host to exit (EOF on its stdin); kill it if it does not."""
-        if self.process.stdin is not None:
-            with contextlib.suppress(OSError):
-                self.process.stdin.close()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout)
-        self.kill()
-
-    def _join_readers(self) -> None:
-        for thread in self._threads:
-            thread.join(timeout=2)
-        for stream in (self.process.stdout, self.process.stderr):
-            if stream is not None:
-                stream.close()
 
 
 @dataclass(frozen=True)

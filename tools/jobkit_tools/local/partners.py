@@ -8,9 +8,9 @@ alone; the CA's PEM is written to `ca_bundle`, which a worker trusts through its
 setting, certificate verification on.
 
 Every request is first checked with `jobkit.webhooks.verify` against the partner's secret
-(`secrets[name]`, a fresh `whsec_` secret). One that fails gets 401 with the reason and is
-recorded as unverified: no behaviour ever answers 2xx to it. A verified request then gets
-what the partner's behaviour says:
+(`secrets[name]`, a fresh `whsec_` secret unless given). One that fails gets 401 with the
+reason and is recorded as unverified: no behaviour but `accept` (below) answers 2xx to it.
+A verified request then gets what the partner's behaviour says:
 
 - `healthy`: 200 with `{"id": "<partner>-<n>"}`. A redelivery (same `webhook-id`) gets the
   same id back, as a partner that deduplicates on the id would answer.
@@ -21,36 +21,42 @@ what the partner's behaviour says:
   with a shorter timeout times out. `stop()` ends the wait: the request is then dropped
   unanswered, and `stop()` returns at once.
 
+One behaviour is not among the local stack's partners (`LOCAL_PARTNERS`): `accept` answers
+every request 200 with `{"id": "<partner>-<n>"}` at once and checks nothing (its requests are
+recorded with `verified` False and no reason). It is a benchmark's load partner: the same
+server work whatever a client sends, so a signed delivery and a bare POST compare fairly.
+
 `received(name)` lists what a partner got (method, path, headers, raw body, whether it
-verified, the status it was answered with). `register` puts the partners into moto's SSM
-Parameter Store and Secrets Manager the way the syndication worker's registry reads them.
+verified, the status it was answered with); `stats(name)` counts it, with the TLS connections
+the partner accepted. `register` puts the partners into moto's SSM Parameter Store and
+Secrets Manager the way the syndication worker's registry reads them. `partners_process.py`
+runs the same endpoints in a process of their own.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
-import socket
 import ssl
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Protocol, Self, TypedDict
 
+import boto3
 import trustme
 
 from jobkit.webhooks import WebhookVerificationError, new_secret, verify
+from jobkit_tools.local.partners_tls import TlsServer
 from jobkit_tools.local.stack import client
 
 RETRY_AFTER_SECONDS = 2
 REJECT_MESSAGE = "listing rejected: missing square footage"
-HANDSHAKE_TIMEOUT = 5.0
 IDLE_TIMEOUT = 30.0  # a keep-alive connection left idle this long is closed
 
 
@@ -61,10 +67,13 @@ class Behaviour(StrEnum):
     FLAKY = "flaky"
     REJECT = "reject"
     SLOW = "slow"
+    ACCEPT = "accept"  # checks nothing: a benchmark's load partner, not a local stack's
 
 
 # The four partners the issue asks the local stack for, named after what they do.
-LOCAL_PARTNERS: dict[str, Behaviour] = {b.value: b for b in Behaviour}
+LOCAL_PARTNERS: dict[str, Behaviour] = {
+    b.value: b for b in (Behaviour.HEALTHY, Behaviour.FLAKY, Behaviour.REJECT, Behaviour.SLOW)
+}
 
 
 @dataclass
@@ -93,68 +102,38 @@ class _Partner:
     received: list[ReceivedRequest] = field(default_factory=list)
     answered_ids: dict[str, str] = field(default_factory=dict)  # webhook-id -> response id
     deferred_ids: set[str] = field(default_factory=set)  # flaky: ids already given a 503
-    server: _TlsServer | None = None
+    server: TlsServer | None = None
     thread: threading.Thread | None = None
 
 
-class _TlsServer(ThreadingHTTPServer):
-    """A threaded HTTP server that does each TLS handshake in the request's own thread (a
-    client that stalls or refuses the certificate holds up no one else) and can drop every
-    open connection at once, so that `server_close` (which joins them) returns promptly."""
+class PartnerStats(TypedDict):
+    """What one partner saw: requests, of which verified and rejected (401), TLS connections."""
 
-    daemon_threads = True
+    posts: int
+    verified: int
+    rejected: int
+    connections: int
 
-    def __init__(
-        self,
-        handler: type[BaseHTTPRequestHandler],
-        context: ssl.SSLContext,
-        stopping: threading.Event,
-    ) -> None:
-        super().__init__(("127.0.0.1", 0), handler)
-        self.context = context
-        self.stopping = stopping
-        self._connections: set[ssl.SSLSocket] = set()
-        self._lock = threading.Lock()
+
+class Registrable(Protocol):
+    """What `register` reads of partner endpoints (`PartnerEndpoints`, `PartnerProcess`)."""
 
     @property
-    def port(self) -> int:
-        return int(self.server_address[1])
+    def names(self) -> list[str]: ...
 
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        tls = self.context.wrap_socket(request, server_side=True, do_handshake_on_connect=False)
-        with self._lock:
-            if self.stopping.is_set():
-                tls.close()
-                return
-            self._connections.add(tls)
-        try:
-            tls.settimeout(HANDSHAKE_TIMEOUT)
-            tls.do_handshake()
-            handler: Any = self.RequestHandlerClass  # typeshed types its server as `Self`
-            handler(tls, client_address, self)
-        except OSError:  # ssl.SSLError included: an untrusting client, a client gone
-            pass
-        finally:
-            with self._lock:
-                self._connections.discard(tls)
-            tls.close()
+    @property
+    def secrets(self) -> Mapping[str, str]: ...
 
-    def drop_connections(self) -> None:
-        with self._lock:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                # socket.socket's own shutdown: wakes a thread blocked reading it, and leaves
-                # the SSL object alone for that thread.
-                socket.socket.shutdown(connection, socket.SHUT_RDWR)
+    def url(self, name: str) -> str: ...
 
 
 class PartnerEndpoints:
     """Partner endpoints on 127.0.0.1, one HTTPS server each; a context manager.
 
-    `partners` maps a partner's name to its behaviour. The secrets exist from the start;
-    `url`, `ca_bundle` and the servers from `start()` to `stop()`. The CA bundle is written
-    under `directory` (a temporary folder, removed by `stop()`, when not given).
+    `partners` maps a partner's name to its behaviour. The secrets exist from the start (fresh
+    ones, or those `secrets` gives by name); `url`, `ca_bundle` and the servers from `start()`
+    to `stop()`. The CA bundle is written under `directory` (a temporary folder, removed by
+    `stop()`, when not given).
     """
 
     def __init__(
@@ -163,11 +142,13 @@ class PartnerEndpoints:
         *,
         slow_seconds: float = 5.0,
         directory: Path | None = None,
+        secrets: Mapping[str, str] | None = None,
     ) -> None:
         if not partners:
             raise ValueError("PartnerEndpoints needs at least one partner")
         self.slow_seconds = slow_seconds
-        self.secrets: dict[str, str] = {name: new_secret() for name in partners}
+        given = secrets or {}
+        self.secrets: dict[str, str] = {name: given.get(name) or new_secret() for name in partners}
         self._partners = {
             name: _Partner(name, Behaviour(behaviour), self.secrets[name])
             for name, behaviour in partners.items()
@@ -204,6 +185,17 @@ class PartnerEndpoints:
         with self._lock:
             return list(self._partners[name].received)
 
+    def stats(self, name: str) -> PartnerStats:
+        """What partner `name` saw so far (its connections: while it is started)."""
+        received = self.received(name)
+        server = self._partners[name].server
+        return PartnerStats(
+            posts=len(received),
+            verified=sum(1 for r in received if r.verified),
+            rejected=sum(1 for r in received if r.status == 401),
+            connections=server.connections if server is not None else 0,
+        )
+
     def start(self) -> Self:
         """Make the CA, write its bundle, and start one server per partner on a free port."""
         if self._ca_bundle is not None:
@@ -221,7 +213,7 @@ class PartnerEndpoints:
         self._ca_bundle = bundle
         try:
             for partner in self._partners.values():
-                server = _TlsServer(self._handler_class(partner), context, self._stopping)
+                server = TlsServer(self._handler_class(partner), context, self._stopping)
                 partner.server = server
                 partner.thread = threading.Thread(
                     target=server.serve_forever,
@@ -267,11 +259,13 @@ class PartnerEndpoints:
         self.stop()
 
     def _answer_verified(self, partner: _Partner, webhook_id: str) -> tuple[int, dict[str, Any]]:
-        """Status and JSON body for a verified request, by the partner's behaviour."""
+        """Status and JSON body for a verified request (any, to `accept`), by the behaviour."""
         behaviour = partner.behaviour
         if behaviour is Behaviour.REJECT:
             return 422, {"error": REJECT_MESSAGE}
         with self._lock:
+            if behaviour is Behaviour.ACCEPT:
+                return 200, {"id": f"{partner.name}-{len(partner.received)}"}
             if behaviour is Behaviour.FLAKY and webhook_id not in partner.deferred_ids:
                 partner.deferred_ids.add(webhook_id)
                 return 503, {"error": "temporarily unavailable, retry later"}
@@ -285,6 +279,7 @@ class PartnerEndpoints:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
             timeout = IDLE_TIMEOUT
+            disable_nagle_algorithm = True  # an answer's headers and body go out at once
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # the test or the demo reads `received`; request lines are noise
@@ -297,16 +292,10 @@ class PartnerEndpoints:
                     return
                 body = self.rfile.read(length) if length else b""
                 headers = {k.lower(): v for k, v in self.headers.items()}
-                try:
-                    verify(headers, body, [partner.secret])
-                    request = ReceivedRequest(self.command, self.path, headers, body, True)
-                except WebhookVerificationError as error:  # a body not UTF-8 included
-                    request = ReceivedRequest(
-                        self.command, self.path, headers, body, False, str(error)
-                    )
+                request = _checked(partner, self.command, self.path, headers, body)
                 with endpoints._lock:
                     partner.received.append(request)
-                if not request.verified:
+                if not request.verified and partner.behaviour is not Behaviour.ACCEPT:
                     self._send(request, 401, {"error": request.reason})
                     return
                 if partner.behaviour is Behaviour.SLOW and endpoints._stopping.wait(
@@ -339,27 +328,50 @@ class PartnerEndpoints:
         return Handler
 
 
+def _checked(
+    partner: _Partner, method: str, path: str, headers: dict[str, str], body: bytes
+) -> ReceivedRequest:
+    """A request as received, its signature checked (not by an `accept` partner)."""
+    if partner.behaviour is Behaviour.ACCEPT:
+        return ReceivedRequest(method, path, headers, body, False)
+    try:
+        verify(headers, body, [partner.secret])
+    except WebhookVerificationError as error:  # a body not UTF-8 included
+        return ReceivedRequest(method, path, headers, body, False, str(error))
+    return ReceivedRequest(method, path, headers, body, True)
+
+
+def _aws(service: str, endpoint_url: str | None) -> Any:
+    """A client on moto's server at `endpoint_url`, or on moto in-process (`mock_aws`)."""
+    if endpoint_url is None:
+        make: Any = boto3.client  # its overloads want a literal service name
+        return make(service)
+    return client(service, endpoint_url)
+
+
 def register(
-    endpoints: PartnerEndpoints,
-    endpoint_url: str,
+    endpoints: Registrable,
+    endpoint_url: str | None,
     *,
     parameter_prefix: str,
     secret_prefix: str,
     rate_per_second: float = 5,
     burst: int = 10,
     timeout_seconds: float = 2,
+    names: Iterable[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Put each started partner into moto's SSM and Secrets Manager at `endpoint_url`.
+    """Put each started partner (or those of `names`) into moto's SSM and Secrets Manager at
+    `endpoint_url` (None: moto in this process, `mock_aws`).
 
     One secret `<secret_prefix>/<name>` holding `{"secrets": ["whsec_..."]}`, and one String
     parameter `<parameter_prefix>/<name>` holding the registry entry: url, the secret's ARN,
     rate limit, burst, timeout, enabled. Registering again overwrites both. Returns name ->
     the entry written.
     """
-    ssm = client("ssm", endpoint_url)
-    secretsmanager = client("secretsmanager", endpoint_url)
+    ssm = _aws("ssm", endpoint_url)
+    secretsmanager = _aws("secretsmanager", endpoint_url)
     entries: dict[str, dict[str, Any]] = {}
-    for name in endpoints.names:
+    for name in endpoints.names if names is None else names:
         secret_name = f"{secret_prefix.rstrip('/')}/{name}"
         value = json.dumps({"secrets": [endpoints.secrets[name]]})
         try:

@@ -70,6 +70,17 @@ class _Tracked:
     done: bool = False
 
 
+def _latest_occurrence(
+    expression: Expression, due: datetime, now: datetime, end: datetime | None
+) -> datetime:
+    """Of the occurrences from `due` up to `now` (none past `end`), the latest."""
+    while (following := expression.next_after(due)) is not None and following <= now:
+        if end is not None and following > end:
+            break
+        due = following
+    return due
+
+
 class ScheduleFirer:
     """Fires moto's Scheduler schedules; `start()`/`stop()` run `tick()` in a thread."""
 
@@ -89,7 +100,7 @@ class ScheduleFirer:
         self.now = now or (lambda: datetime.now(UTC))
         self.rng = rng or random.Random()
         self.log = logger or log
-        # No endpoint: the process's own clients (moto's mock_aws, as jobkit.testing uses it).
+        # No endpoint: the process's own clients (moto's mock_aws, as jobkit_tools.testing uses it).
         # The local stack's module is imported only then: it loads samtranslator.
         make: Callable[[str], Any] = aws.client
         if endpoint_url:
@@ -133,8 +144,9 @@ class ScheduleFirer:
     def next_fire_at(self) -> datetime | None:
         """When the next occurrence known at the last `tick()` fires (None: nothing pending).
 
-        `jobkit.testing` moves its virtual clock there. A schedule created or enabled since the
-        last tick is not known yet; one disabled since may still be counted (an idle look).
+        `jobkit_tools.testing` moves its virtual clock there. A schedule created or enabled
+        since the last tick is not known yet; one disabled since may still be counted (an idle
+        look).
         """
         with self._lock:
             pending = [
@@ -252,24 +264,14 @@ class ScheduleFirer:
         if tracked.done or tracked.expression is None:
             return False
         expression = tracked.expression
-        if tracked.due is None:
-            due = expression.next_after(tracked.last)
-            end = as_utc(schedule.get("EndDate"))
-            if due is None or (end is not None and due > end):
-                tracked.done = True
-                return False
-            tracked.due = due
-            tracked.fire_at = due + timedelta(seconds=self.rng.uniform(0, self.window_seconds))
+        if not self._plan(tracked, expression, schedule):
+            return False
         assert tracked.due is not None and tracked.fire_at is not None
         if now < tracked.fire_at:
             return False
         due = tracked.due
         if not expression.one_time:  # missed occurrences: only the latest one fires
-            end = as_utc(schedule.get("EndDate"))
-            while (following := expression.next_after(due)) is not None and following <= now:
-                if end is not None and following > end:
-                    break
-                due = following
+            due = _latest_occurrence(expression, due, now, as_utc(schedule.get("EndDate")))
         tracked.last, tracked.due, tracked.fire_at = due, None, None
         fired = self._fire(schedule, due)
         if expression.one_time:
@@ -277,6 +279,20 @@ class ScheduleFirer:
             if schedule.get("ActionAfterCompletion") == "DELETE":
                 self._delete(schedule)
         return fired
+
+    def _plan(self, tracked: _Tracked, expression: Expression, schedule: dict[str, Any]) -> bool:
+        """Give the schedule its pending occurrence and firing time, unless it has them; False
+        (and done) when no occurrence is left before its EndDate."""
+        if tracked.due is not None:
+            return True
+        due = expression.next_after(tracked.last)
+        end = as_utc(schedule.get("EndDate"))
+        if due is None or (end is not None and due > end):
+            tracked.done = True
+            return False
+        tracked.due = due
+        tracked.fire_at = due + timedelta(seconds=self.rng.uniform(0, self.window_seconds))
+        return True
 
     def _delete(self, schedule: dict[str, Any]) -> None:
         try:

@@ -1,12 +1,12 @@
 """Reminder sequences: reminder emails over days for an applicant with missing documents.
 
 A sequence is a plan (when each step is due) and one `reminders.step` job at a time: each step
-reads the applicant's record (`jobkit.applications`), enqueues the reminder email through the
+reads the applicant's record (`jobkit_apps.applications`), enqueues the reminder email through the
 email worker, and schedules the next step. It ends when the documents are complete, after its
 last step, or when `cancel_sequence` cancels it. Processed by the reminders function.
 
-    from jobkit.applications import put_application, mark_documents_complete
-    from jobkit.catalog.reminders import start_sequence, cancel_sequence
+    from jobkit_apps.applications import put_application, mark_documents_complete
+    from jobkit_apps.reminders import start_sequence, cancel_sequence
 
     put_application("app-42", email="ada@example.com", name="Ada", timezone="Europe/London",
                     missing_documents=["passport", "payslip"])
@@ -24,23 +24,22 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from jobkit import aws
-from jobkit.applications import (
+from jobkit.client import Jobkit, default_client
+from jobkit.errors import InvalidStateError, JobNotFoundError
+from jobkit.jobs import Backoff, JobType, describe_validation_error
+from jobkit.models import SQS_MAX_DELAY_SECONDS, Job, utcnow
+from jobkit_apps.applications.models import (
     APPLICANT_ID,
     MAX_STEPS,
     ApplicationNotFoundError,
-    Applications,
     InvalidSequenceError,
     Plan,
     RemindersError,
     Sequence,
     SequenceState,
     check_applicant_id,
-    default_applications,
 )
-from jobkit.client import Jobkit, default_client
-from jobkit.errors import InvalidStateError, JobNotFoundError
-from jobkit.jobs import Backoff, JobType, describe_validation_error
-from jobkit.models import SQS_MAX_DELAY_SECONDS, Job, utcnow
+from jobkit_apps.applications.store import Applications, default_applications
 
 QUEUE = "reminders"
 DEFAULT_OFFSETS = (timedelta(days=1), timedelta(days=3), timedelta(days=5), timedelta(days=7))

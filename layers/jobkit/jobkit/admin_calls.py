@@ -1,0 +1,177 @@
+"""The operator calls of `jobkit.client.Jobkit`: read the job log, cancel a job or run it
+now, retry a failed job, redrive a dead-letter queue."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from jobkit import queues, schedules
+from jobkit.errors import EnqueueError, InvalidRequestError, InvalidStateError, JobNotFoundError
+from jobkit.jobs import JobType, Retention, get_job_type, registered_job_types
+from jobkit.models import Envelope, Job, JobState, check_job_id, utcnow
+from jobkit.redact import redact
+from jobkit.settings import Settings
+from jobkit.store import BY_STATE, BY_TYPE, INDEXED_STATES, JobLog
+
+
+@dataclass(frozen=True)
+class RedriveResult:
+    queue: str
+    moved: int | None  # None: an asynchronous StartMessageMoveTask is moving them
+    task_handle: str | None = None
+
+
+class AdminCalls:
+    """`Jobkit`'s calls on jobs already enqueued."""
+
+    settings: Settings
+    log: JobLog
+
+    def get_job(self, job_id: str) -> Job | None:
+        """The job as the log has it now (a consistent read), or None."""
+        return self.log.get(check_job_id(job_id))
+
+    def list_jobs(
+        self,
+        state: JobState | str | None = None,
+        job_type: JobType | str | None = None,
+        limit: int = 50,
+    ) -> list[Job]:
+        """Newest first. Uses the `by_state` index for off-happy-path states and the `by_type`
+        index otherwise; never a Scan. Listing queued, running or succeeded jobs without a type
+        walks the types declared in this process."""
+        try:
+            wanted = JobState(state) if state is not None else None
+        except ValueError:
+            known = ", ".join(s.value for s in JobState)
+            raise InvalidRequestError(f"unknown state {state!r} (one of: {known})") from None
+        if not isinstance(limit, int) or limit < 1:
+            raise InvalidRequestError(f"limit is a positive whole number, not {limit!r}")
+        type_name = get_job_type(job_type).name if job_type is not None else None
+        if wanted is not None and wanted in INDEXED_STATES:
+            keys = self.log.query_index(
+                BY_STATE, wanted.value, limit if not type_name else limit * 10
+            )
+        else:
+            names = [type_name] if type_name else sorted(registered_job_types())
+            fetch = limit if wanted is None else limit * 10
+            keys = sorted(
+                (k for name in names for k in self.log.query_index(BY_TYPE, name, fetch)),
+                reverse=True,
+            )
+        jobs = self.log.get_many(job_id for _, job_id in keys)
+        ordered = [jobs[job_id] for _, job_id in keys if job_id in jobs]
+        selected = [
+            j
+            for j in ordered
+            if (wanted is None or j.state == wanted) and (type_name is None or j.type == type_name)
+        ]
+        return selected[:limit]
+
+    def cancel(self, job_id: str) -> Job:
+        """Cancel a scheduled, queued or retrying job (deleting its schedule, if any). A
+        worker never runs a cancelled job; a running or finished one cannot be cancelled."""
+        job = self.log.get(check_job_id(job_id))  # for its type's retention; cancels are rare
+        if job is None:
+            raise JobNotFoundError(f"no job {job_id!r} in the job log")
+        job_type = registered_job_types().get(job.type)
+        retention = (job_type.retention if job_type else Retention()).cancelled
+        done, before, schedule = self.log.cancel(job_id, retention)
+        if before is None:
+            raise JobNotFoundError(f"no job {job_id!r} in the job log")
+        if not done:
+            raise InvalidStateError(
+                f"job {job_id} is {before.state.value}: only a scheduled, queued or retrying "
+                "job can be cancelled"
+            )
+        if schedule:
+            schedules.delete(schedule, self.settings.require_scheduler()[0])
+        return before.model_copy(update={"state": JobState.CANCELLED})
+
+    def run_now(self, job_id: str) -> Job:
+        """Run a scheduled (delayed) job now instead of at its due time: it becomes queued
+        and its message goes out at once; its schedule, if it has one, is deleted. A message
+        still waiting for the old due time finds the job taken and does nothing."""
+        job = self.log.get(check_job_id(job_id))
+        if job is None:
+            raise JobNotFoundError(f"no job {job_id!r} in the job log")
+        jt = get_job_type(job.type)
+        queue_url = self.settings.queue_url_of(jt.queue)
+        done, before, schedule = self.log.release(job_id)
+        if before is None:
+            raise JobNotFoundError(f"no job {job_id!r} in the job log")
+        if not done:
+            raise InvalidStateError(
+                f"job {job_id} is {before.state.value}: only a scheduled job can be run now"
+            )
+        released = before.model_copy(update={"state": JobState.QUEUED, "run_at": utcnow()})
+        self._send_or_fail(released, queue_url, jt, "run now")
+        if schedule:
+            schedules.delete(schedule, self.settings.require_scheduler()[0])
+        return released
+
+    def retry(self, job_id: str) -> Job:
+        """Run a failed job again, with fresh attempts."""
+        job = self.log.get(check_job_id(job_id))
+        if job is None:
+            raise JobNotFoundError(f"no job {job_id!r} in the job log")
+        if job.state != JobState.FAILED:
+            raise InvalidStateError(
+                f"job {job_id} is {job.state.value}; only a failed job can be retried"
+            )
+        jt = get_job_type(job.type)  # before anything changes: no worker could run it
+        queue_url = self.settings.queue_url_of(jt.queue)
+        requeued = self.log.requeue(job_id, job.generation)
+        if requeued is None:
+            raise InvalidStateError(f"job {job_id} changed while retrying it; look again")
+        self._send_or_fail(requeued, queue_url, jt, "retry")
+        return requeued
+
+    def _send_or_fail(self, job: Job, queue_url: str, jt: JobType, action: str) -> None:
+        """Send the message of a job the log holds (`job`, as it now stands); if it cannot be
+        sent, mark the job failed with the reason and raise `EnqueueError`."""
+        envelope = Envelope(id=job.id, type=job.type, payload=job.payload, enqueued_at=utcnow())
+        try:
+            queues.send(queue_url, envelope.to_json())
+        except Exception as exc:
+            reason = redact(f"{action} failed: could not send to queue: {exc}")
+            self.log.mark_send_failed(job, reason, jt.retention.failed)
+            raise EnqueueError(f"job {job.id}: {reason}") from exc
+
+    def redrive(self, queue: str) -> RedriveResult:
+        """Move a queue's dead letters back to it; each job starts again with fresh attempts.
+
+        On AWS this is one StartMessageMoveTask (the worker resets a job when its dead letter
+        comes back). Where that API is missing (moto), messages are moved here by
+        receive-send-delete, and the jobs are reset in the log as they are moved.
+        """
+        queue_url = self.settings.queue_url_of(queue)
+        dlq_url = self.settings.dead_letter_queue_url_of(queue)
+        handle = queues.start_move_task(queues.queue_arn(dlq_url), queues.queue_arn(queue_url))
+        if handle is not None:
+            return RedriveResult(queue, None, handle)
+        moved = 0
+        while batch := queues.receive(dlq_url, wait_seconds=0):
+            outgoing = [queues.Outgoing(str(i), self._revive(m.body)) for i, m in enumerate(batch)]
+            failed = queues.send_many(queue_url, outgoing)
+            sent = [m.receipt_handle for i, m in enumerate(batch) if str(i) not in failed]
+            queues.delete_many(dlq_url, sent)
+            moved += len(sent)
+            if failed:
+                raise EnqueueError(
+                    f"redrive stopped: {len(failed)} messages could not be sent back"
+                )
+        return RedriveResult(queue, moved)
+
+    def _revive(self, body: str) -> str:
+        """Reset the job of a dead letter to queued and strip the dead-letter mark."""
+        from pydantic import ValidationError
+
+        try:
+            envelope = Envelope.model_validate_json(body)
+        except ValidationError:
+            return body  # not a job envelope: moved back as it is, as SQS would
+        if envelope.dead_letter is not None:
+            # Only the failure that was dead-lettered (a job since reset is left alone)
+            self.log.requeue(envelope.id, envelope.dead_letter.generation)
+        return envelope.model_copy(update={"dead_letter": None}).to_json()

@@ -1,1 +1,0 @@
-"""Job types of the built-in workers. Producers import these; no worker code comes along."""

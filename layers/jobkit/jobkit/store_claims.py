@@ -1,0 +1,165 @@
+"""Claims: a worker takes a job in the job log for one attempt (or adopts a job that has no
+log item yet), in one conditional write that also says why a refused claim was refused."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from jobkit import aws
+from jobkit.items import as_json, n, s
+from jobkit.models import Job, JobState, iso, utcnow
+from jobkit.store_items import job_from_item, new_item, now_ms
+from jobkit.store_writes import JobTable, retried
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
+
+
+class ClaimOutcome(Enum):
+    CLAIMED = "claimed"  # this worker runs the job now
+    FINISHED = "finished"  # already succeeded, failed or cancelled: drop the message
+    BUSY = "busy"  # another worker holds an unexpired lease: look again when it ends
+    MISSING = "missing"  # no such job in the log (a producer that skipped enqueue)
+    MISMATCH = "mismatch"  # the log's job has another type or payload than the message
+    # An attempt that never finished (its lease passed) and may not be taken over: it was
+    # the last one, or the type is at_most_once. The worker fails the job (`fail_as_found`).
+    ABANDONED = "abandoned"
+
+
+@dataclass(frozen=True)
+class Claim:
+    outcome: ClaimOutcome
+    job: Job | None = None
+    lease_remaining: float = 0.0
+
+
+def _refused_claim(
+    old_item: dict[str, Any] | None,
+    job_type: str | None,
+    payload: AttributeValueTypeDef | None,
+    now_ms_: int,
+) -> Claim:
+    """Why a claim's condition failed, from the item as it was."""
+    if old_item is None:
+        return Claim(ClaimOutcome.MISSING)
+    job = job_from_item(old_item)
+    if job_type is not None and (job.type != job_type or old_item.get("payload") != payload):
+        return Claim(ClaimOutcome.MISMATCH, job)
+    if job.state == JobState.RUNNING:
+        lease_ms = int(old_item.get("lease_until", {}).get("N", "0"))
+        if lease_ms >= now_ms_:
+            return Claim(ClaimOutcome.BUSY, job, (lease_ms - now_ms_) / 1000)
+        return Claim(ClaimOutcome.ABANDONED, job)
+    if not job.state.finished and job.attempts >= job.max_attempts:
+        return Claim(ClaimOutcome.ABANDONED, job)  # cannot happen by jobkit's own writes
+    # finished, or a dead letter of an older generation (the job was reset since)
+    return Claim(ClaimOutcome.FINISHED, job)
+
+
+class Claims(JobTable):
+    """The job log's claims (`jobkit.store.JobLog` has them)."""
+
+    @aws.service_errors
+    def claim(
+        self,
+        job_id: str,
+        lease_seconds: float,
+        dead_letter_generation: int | None = None,
+        *,
+        job_type: str | None = None,
+        payload: dict[str, Any] | None = None,
+        take_over: bool = True,
+    ) -> Claim:
+        """Take the job for one attempt: running, attempts + 1, lease until now + lease.
+
+        Allowed from scheduled, queued or retrying, or, with `take_over`, from running once
+        the lease has passed (the previous attempt crashed or timed out) if attempts are
+        left. A redriven dead-letter message (`dead_letter_generation`) may instead take a
+        failed job of that generation, with fresh attempts. With `job_type` and `payload`,
+        only a job that is exactly that (the message must agree with the log); a job that is
+        not comes back as MISMATCH, unchanged.
+        """
+        from botocore.exceptions import ClientError
+
+        now = utcnow()
+        now_ms_ = int(now.timestamp() * 1000)
+        values: dict[str, AttributeValueTypeDef] = {
+            ":running": s(JobState.RUNNING.value),
+            ":one": n(1),
+            ":now": s(iso(now)),
+            ":lease": n(now_ms_ + int(lease_seconds * 1000)),
+        }
+        if dead_letter_generation is None:
+            condition = "state IN (:scheduled, :queued, :retrying)"
+            values.update(
+                {
+                    ":scheduled": s(JobState.SCHEDULED.value),
+                    ":queued": s(JobState.QUEUED.value),
+                    ":retrying": s(JobState.RETRYING.value),
+                }
+            )
+            if take_over:
+                condition += " OR (state = :running AND lease_until < :now_ms)"
+                values[":now_ms"] = n(now_ms_)
+            # Attempts never go past the job's max_attempts.
+            condition = f"({condition}) AND attempts < max_attempts"
+            update = (
+                "SET state = :running, attempts = attempts + :one, lease_until = :lease, "
+                "started_at = :now, updated_at = :now REMOVE state_shard, next_attempt_at"
+            )
+        else:
+            condition = "state = :failed AND generation = :gen"
+            update = (
+                "SET state = :running, attempts = :one, generation = generation + :one, "
+                "lease_until = :lease, started_at = :now, updated_at = :now "
+                "REMOVE state_shard, expires_at, finished_at, dead_letter_due"
+            )
+            values[":failed"] = s(JobState.FAILED.value)
+            values[":gen"] = n(dead_letter_generation)
+        if job_type is not None:
+            condition += " AND type = :type AND payload = :payload"
+            values[":type"] = s(job_type)
+            values[":payload"] = as_json(payload or {})
+        try:
+            response = self._update(
+                job_id,
+                update,
+                values,
+                condition=f"attribute_exists(pk) AND {condition}",
+                returns="ALL_NEW",
+                on_conflict="ALL_OLD",
+            )
+        except ClientError as exc:
+            old = aws.conflict_item(exc)
+            mine = (values[":lease"], values[":now"])
+            if old and retried(exc) and (old.get("lease_until"), old.get("started_at")) == mine:
+                return Claim(ClaimOutcome.CLAIMED, job_from_item(old))  # a retry of this claim
+            return _refused_claim(old, job_type, values.get(":payload"), now_ms_)
+        return Claim(ClaimOutcome.CLAIMED, job_from_item(response["Attributes"]))
+
+    @aws.service_errors
+    def adopt(
+        self,
+        job_id: str,
+        job_type: str,
+        queue: str,
+        max_attempts: int,
+        payload: dict[str, Any],
+        lease_seconds: float,
+        *,
+        take_over: bool = True,
+    ) -> Claim:
+        """Create the log item of a job whose producer sent it straight to SQS, claimed; if
+        the job is there already, claim it (it must be the same job)."""
+        item = new_item(job_id, job_type, queue, max_attempts, payload, JobState.RUNNING)
+        item["attempts"] = n(1)
+        item["started_at"] = item["updated_at"]
+        item["lease_until"] = n(now_ms() + int(lease_seconds * 1000))
+        created, job = self.put_new(item)
+        if created:
+            return Claim(ClaimOutcome.CLAIMED, job)
+        return self.claim(
+            job_id, lease_seconds, job_type=job_type, payload=payload, take_over=take_over
+        )
