@@ -39,8 +39,9 @@ e2e: $(STAMP)
 test: lint typecheck validate
 	$(BIN)/pytest -q -n 2
 
+# `make bench ONLY=throughput` (or ONLY="warm throughput") runs only those; without it, all.
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks $(foreach b,$(ONLY),--only $(b))
 
 build: $(STAMP)
 	$(BIN)/sam build --template template.yaml

@@ -1,7 +1,7 @@
 """`python -m benchmarks` (`make bench`): run every benchmark and print PASS/MISS per target.
 
-Options: --quick (fewer rounds, a smoke run), --only coldstart|warm|requests|time|syndication
-(repeatable),
+Options: --quick (fewer rounds, a smoke run),
+--only coldstart|warm|requests|time|syndication|throughput (repeatable),
 --strict (exit 1 when a target is missed; by default the run only reports).
 """
 
@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from benchmarks._common import Result, setup_process
 
-ALL = ("coldstart", "warm", "requests", "time", "syndication")
+ALL = ("coldstart", "warm", "requests", "time", "syndication", "throughput")
 
 
 def machine() -> str:
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {machine()}")
     print("every figure is a ratio to a baseline measured in this run (medians, interleaved)")
     results: list[Result] = []
-    cpu_per_record = None
+    cpu_per_record = warm_figures = None
     if "coldstart" in selected:
         from benchmarks import coldstart
 
@@ -71,9 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     if "warm" in selected:
         from benchmarks import warm
 
-        rows, figures = warm.run(rounds=10 if args.quick else warm.ROUNDS)
+        rows, figures = warm.run(rounds=8 if args.quick else warm.ROUNDS)
         results += rows
-        cpu_per_record = figures.worker_client
+        cpu_per_record = figures.lambda_cpu  # worker + botocore + HTTP stack, over HTTPS
+        warm_figures = figures
     if "requests" in selected:
         from benchmarks import requests_per_job
 
@@ -91,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import syndication
 
         results += syndication.run(quick=args.quick)
+    if "throughput" in selected:
+        from benchmarks import throughput
+
+        results += throughput.run(warm_figures, quick=args.quick)
 
     print(f"\n== Summary ({time.monotonic() - started:.0f} s) ==")
     print(summary(results))

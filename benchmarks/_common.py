@@ -102,13 +102,13 @@ def moto_stack() -> Iterator[Any]:
             aws.reset_clients()
 
 
-_JOB_TYPE: Any = None
+_JOB_TYPES: dict[str, Any] = {}
 
 
-def bench_job_type() -> Any:
-    """`bench.noop` on the email queue: a payload shaped like a real email job's references."""
-    global _JOB_TYPE
-    if _JOB_TYPE is None:
+def bench_job_type(tracking: str = "full") -> Any:
+    """`bench.noop` on the email queue: a payload shaped like a real email job's references;
+    with another tracking mode, `bench.noop.<tracking>`."""
+    if tracking not in _JOB_TYPES:
         from pydantic import BaseModel, ConfigDict
 
         from jobkit.jobs import JobType
@@ -121,8 +121,11 @@ def bench_job_type() -> Any:
             template: str
             url: str
 
-        _JOB_TYPE = JobType("bench.noop", NoopPayload, "email", max_attempts=5, timeout=10.0)
-    return _JOB_TYPE
+        name = "bench.noop" if tracking == "full" else f"bench.noop.{tracking}"
+        _JOB_TYPES[tracking] = JobType(
+            name, NoopPayload, "email", max_attempts=5, timeout=10.0, tracking=tracking
+        )
+    return _JOB_TYPES[tracking]
 
 
 def payload(i: int) -> dict[str, str]:

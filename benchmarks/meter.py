@@ -35,6 +35,9 @@ class Tally:
     failed_conditions: int = 0  # of those, writes whose condition failed
     table_wu: int = 0
     index_wu: Counter[str] = field(default_factory=Counter)
+    # puts on other tables (the job pages a worker batch writes), new items: 1 unit per KB
+    page_writes: int = 0
+    page_wu: int = 0
     read_units: float = 0.0
     sqs_billed: int = 0  # SQS requests counted in 64 KB chunks
     invocations: int = 0
@@ -50,7 +53,7 @@ class Tally:
 
     @property
     def write_units(self) -> int:
-        return self.table_wu + sum(self.index_wu.values())
+        return self.table_wu + sum(self.index_wu.values()) + self.page_wu
 
 
 _Write = tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]
@@ -62,6 +65,8 @@ class _CallState(threading.local):
     def __init__(self) -> None:
         self.before: list[_Write] = []  # (key, item before, item a PutItem writes) per item
         self.keys_read = 0  # keys asked for by a GetItem / BatchGetItem
+        self.consistent = True  # whether that read was consistent (or half the units)
+        self.page: dict[str, Any] | None = None  # the item a PutItem on another table writes
 
 
 class Meter:
@@ -111,12 +116,15 @@ class Meter:
         if service == "dynamodb" and model.name in DDB_WRITES:
             writes = self._write_items(model.name, params)
             self._call.before = [(k, self._get(k), new) for k, new in writes]
+            if model.name == "PutItem" and params.get("TableName") != self.table:
+                self._call.page = params["Item"]
         elif service == "dynamodb" and model.name in ("GetItem", "BatchGetItem"):
             # A key read that finds nothing is still billed as one read of a small item.
             requests = (
                 params.get("RequestItems", {}).values() if "RequestItems" in params else [params]
             )
             self._call.keys_read = sum(len(r.get("Keys", [r.get("Key")])) for r in requests)
+            self._call.consistent = all(r.get("ConsistentRead", False) for r in requests)
         elif service == "sqs" and model.name in ("SendMessage", "SendMessageBatch"):
             entries = params.get("Entries") or [params]
             size = sum(_message_size(e) for e in entries)
@@ -131,20 +139,23 @@ class Meter:
         service = event_name.split(".")[1]
         if service == "dynamodb" and model.name in DDB_WRITES:
             self._after_write(model.name, parsed)
+            self._after_page(parsed)
         elif service == "dynamodb" and model.name in DDB_READS:
             items = parsed.get("Items") or []
             if "Item" in parsed:
                 items = [parsed["Item"]]
             for found in parsed.get("Responses", {}).values():
                 items = [*items, *found]
-            units = sum(capacity.read_units(item, consistent=True) for item in items)
+            consistent = self._call.consistent or model.name in ("Query", "Scan")
+            units = sum(capacity.read_units(item, consistent) for item in items)
             unprocessed = sum(
                 len(u.get("Keys", [])) for u in parsed.get("UnprocessedKeys", {}).values()
             )
             if "Error" not in parsed:
                 missing = max(self._call.keys_read - unprocessed - len(items), 0)
-                units += missing * capacity.read_units(None, consistent=True)
+                units += missing * capacity.read_units(None, consistent)
             self._call.keys_read = 0
+            self._call.consistent = True
             with self._lock:
                 self.tally.read_units += units
         elif service == "sqs" and model.name == "ReceiveMessage":
@@ -190,10 +201,20 @@ class Meter:
             self.tally.table_wu += table_wu
             self.tally.index_wu.update(index_wu)
 
+    def _after_page(self, parsed: dict[str, Any]) -> None:
+        """A put of a new item on another table (a job page): 1 unit per started KB."""
+        page, self._call.page = self._call.page, None
+        if page is None or "Error" in parsed:
+            return
+        with self._lock:
+            self.tally.page_writes += 1
+            self.tally.page_wu += capacity.table_write_units(None, page)
+
     def _forget(self, **_: Any) -> None:
         """The call raised before an answer (a connection error): nothing billed is known."""
         self._call.before = []
         self._call.keys_read = 0
+        self._call.page = None
 
     # -- helpers ---------------------------------------------------------------------------
 

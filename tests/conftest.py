@@ -146,6 +146,13 @@ def create_stack_resources() -> Stack:
         GlobalSecondaryIndexes=table["GlobalSecondaryIndexes"],
         BillingMode=table["BillingMode"],
     )
+    pages = resources["JobPagesTable"]["Properties"]
+    ddb.create_table(
+        TableName="pages",
+        AttributeDefinitions=pages["AttributeDefinitions"],
+        KeySchema=pages["KeySchema"],
+        BillingMode=pages["BillingMode"],
+    )
     sqs = boto3.client("sqs")
     dlq_url = sqs.create_queue(QueueName="email-dlq")["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
@@ -164,7 +171,10 @@ def create_stack_resources() -> Stack:
         },
     )["QueueUrl"]
     settings = Settings(
-        table="jobs", queues={"email": queue_url}, dead_letter_queues={"email": dlq_url}
+        table="jobs",
+        pages_table="pages",
+        queues={"email": queue_url},
+        dead_letter_queues={"email": dlq_url},
     )
     return Stack(settings, queue_url, dlq_url)
 

@@ -73,7 +73,7 @@ def test_the_stack_deploys_template_yaml_and_exposes_its_outputs(jobkit_stack: L
     # And the table has the template's indexes and TTL
     ddb = client("dynamodb", url)
     table = ddb.describe_table(TableName=outputs["JobsTableName"])["Table"]
-    assert {i["IndexName"] for i in table["GlobalSecondaryIndexes"]} == {"by_type", "by_state"}
+    assert {i["IndexName"] for i in table["GlobalSecondaryIndexes"]} == {"by_state"}
     ttl = ddb.describe_time_to_live(TableName=outputs["JobsTableName"])
     assert ttl["TimeToLiveDescription"]["AttributeName"] == "expires_at"
     # And the queue has its visibility timeout and its redrive policy to the DLQ

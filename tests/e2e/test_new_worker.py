@@ -127,3 +127,6 @@ def test_a_job_runs_through_the_new_worker_on_the_local_stack(
     )
     assert job.state is JobState.SUCCEEDED, job
     assert job.result == {"echo": "hello"}
+    # And the batch's page lists it by its type (the worker got the pages table too)
+    listed = producer.list_jobs(job_type=webhooks_jobs.EXAMPLE)
+    assert [j.id for j in listed] == ["hello-1"]

@@ -7,8 +7,10 @@ import json
 import pytest
 from typer.testing import CliRunner, Result
 
+from jobkit.worker import Worker
+from jobkit_apps.email import SEND_INVITE
 from jobkit_tools.cli import app
-from tests.conftest import Stack
+from tests.conftest import Stack, lambda_context, sqs_event
 
 runner = CliRunner()
 INVITE = {
@@ -22,6 +24,7 @@ INVITE = {
 @pytest.fixture
 def env(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Stack:
     monkeypatch.setenv("JOBKIT_TABLE", stack.settings.table)
+    monkeypatch.setenv("JOBKIT_PAGES_TABLE", stack.settings.pages_table)
     monkeypatch.setenv("JOBKIT_QUEUES", json.dumps(stack.settings.queues))
     monkeypatch.setenv("JOBKIT_DEAD_LETTER_QUEUES", json.dumps(stack.settings.dead_letter_queues))
     return stack
@@ -32,15 +35,24 @@ def test_enqueue_then_status_and_jobs_show_the_job(env: Stack) -> None:
     result = runner.invoke(
         app, ["enqueue", "email.send_invite", "--payload", json.dumps(INVITE), "--id", "inv-1"]
     )
-    # Then it is queued, one message is sent, and status/jobs show it
+    # Then it is queued, one message is sent, and status shows it
     assert result.exit_code == 0, result.output
     assert "inv-1 queued" in result.output
-    assert len(env.receive(env.queue_url)) == 1
+    messages = env.receive(env.queue_url)
+    assert len(messages) == 1
     shown = runner.invoke(app, ["status", "inv-1"])
     assert shown.exit_code == 0
     assert json.loads(shown.output)["state"] == "queued"
+    # And `jobs` lists it from its claim on (waiting in the queue, it is counted there)
+    listed = runner.invoke(app, ["jobs", "--type", "email.send_invite"])
+    assert listed.exit_code == 0, listed.output
+    assert "inv-1" not in listed.output
+    worker = Worker(queue="email", settings=env.settings)
+    worker.processor(SEND_INVITE)(lambda payload, ctx: {"sent": True})
+    worker.handle(sqs_event(messages), lambda_context("EmailFunction"))
     listed = runner.invoke(app, ["jobs", "--type", "email.send_invite"])
     assert "inv-1" in listed.output
+    assert "succeeded" in listed.output
 
 
 def test_invalid_payload_is_a_clear_error_and_nothing_is_sent(env: Stack) -> None:

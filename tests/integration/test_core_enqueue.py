@@ -238,13 +238,20 @@ def test_list_jobs_by_state_and_type_newest_first_without_scan(stack: Stack) -> 
     assert calls.ops["Query"] > 0
 
 
-def test_list_jobs_finds_queued_jobs_of_every_declared_type(stack: Stack) -> None:
+def test_list_jobs_lists_jobs_of_every_declared_type_from_their_claim_on(stack: Stack) -> None:
+    # Given two jobs of two types, waiting in their queue
     stack.client.enqueue(ECHO, payload(), job_id="q-echo")
     time.sleep(0.002)
     stack.client.enqueue(OTHER, payload(), job_id="q-other")
     calls = record_calls()
-    queued = stack.client.list_jobs(state="queued")
-    assert [j.id for j in queued] == ["q-other", "q-echo"]
+    # Then a listing does not show them yet (the queue counts them)
+    assert stack.client.list_jobs() == []
+    assert stack.client.list_jobs(state="queued") == []
+    # When a worker batch runs them
+    deliver(stack, make_worker(stack, lambda p, ctx: None), stack.receive(stack.queue_url))
+    # Then both are listed, newest enqueued first, with no Scan
+    assert [j.id for j in stack.client.list_jobs()] == ["q-other", "q-echo"]
+    assert [j.id for j in stack.client.list_jobs(state="succeeded")] == ["q-other", "q-echo"]
     assert calls.ops["Scan"] == 0
 
 

@@ -31,7 +31,7 @@ from .test_core_support import (
 )
 
 
-def test_success_runs_once_and_records_the_result_in_three_writes(stack: Stack) -> None:
+def test_success_runs_once_and_records_the_result_in_three_writes_and_a_page(stack: Stack) -> None:
     # Given a queued job and a processor that succeeds
     calls = record_calls()
     job = stack.client.enqueue(ECHO, payload(7), job_id="ok-1")
@@ -39,7 +39,8 @@ def test_success_runs_once_and_records_the_result_in_three_writes(stack: Stack) 
     worker = make_worker(stack, runs)
     # When the worker gets its message
     failures = deliver(stack, worker, receive_now(stack))
-    # Then it ran once, succeeded, stored the result, and the log took exactly 3 writes
+    # Then it ran once, succeeded, stored the result, and the log took exactly 3 writes, plus
+    # one page for the batch (the listing by queue)
     assert failures == []
     assert runs.calls == [(7, "ok-1", 1)]
     done = stack.client.get_job(job.id)
@@ -48,8 +49,9 @@ def test_success_runs_once_and_records_the_result_in_three_writes(stack: Stack) 
     assert done.attempts == 1
     assert done.result == {"echo": 7, "attempt": 1}
     assert done.duration_ms is not None and done.finished_at is not None
-    assert calls.dynamodb_writes == 3
-    assert (calls.ops["PutItem"], calls.ops["UpdateItem"]) == (1, 2)
+    assert calls.dynamodb_writes == 4
+    assert (calls.ops["PutItem"], calls.ops["UpdateItem"]) == (2, 2)
+    assert [p["TableName"] for p in calls.params["PutItem"]] == ["jobs", "pages"]
     assert receive_now(stack) == []
 
 

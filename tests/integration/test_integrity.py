@@ -18,7 +18,6 @@ from jobkit.worker import JobContext, Worker
 from jobkit_tools.testing import Harness
 from tests.conftest import Stack, sqs_event
 
-from .test_core_observability import stdout  # noqa: F401 (a fixture)
 from .test_core_support import (
     ECHO,
     OTHER,
@@ -283,7 +282,7 @@ def take_over_inside(stack: Stack, job_id: str) -> None:
 def test_a_stale_attempt_records_nothing_sends_nothing_and_counts_nothing(
     stack: Stack,
     error: Exception,
-    stdout: pytest.CaptureFixture[str],  # noqa: F811
+    stdout: pytest.CaptureFixture[str],
 ) -> None:
     # Given an attempt whose job another attempt took over and finished while it ran
     stack.client.enqueue(ECHO, payload(), job_id="zombie")

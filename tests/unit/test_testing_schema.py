@@ -6,7 +6,13 @@ import ast
 from pathlib import Path
 from typing import Any
 
-from jobkit_tools.testing import APPLICATIONS_TABLE, JOB_LOG_TABLE, JOB_LOG_TTL, Harness
+from jobkit_tools.testing import (
+    APPLICATIONS_TABLE,
+    JOB_LOG_TABLE,
+    JOB_LOG_TTL,
+    PAGES_TABLE,
+    Harness,
+)
 from tests.conftest import ROOT, resolved, template
 
 RESOURCES: dict[str, Any] = template()["Resources"]
@@ -35,6 +41,12 @@ def test_the_harness_job_log_is_the_template_jobs_table() -> None:
         "GlobalSecondaryIndexes",
         "BillingMode",
     }
+
+
+def test_the_harness_pages_table_is_the_template_one() -> None:
+    table = RESOURCES["JobPagesTable"]["Properties"]
+    for key, value in PAGES_TABLE.items():
+        assert table[key] == value, key
 
 
 def test_the_harness_applications_table_is_the_template_one() -> None:

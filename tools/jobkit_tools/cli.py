@@ -19,7 +19,7 @@ from rich.table import Table
 
 from jobkit import JobkitError, JobState
 from jobkit.client import Jobkit
-from jobkit.errors import InvalidRequestError
+from jobkit.errors import InvalidRequestError, JobNotFoundError
 from jobkit.models import Job
 from jobkit.recurring import RecurringSchedule
 from jobkit_tools import scaffold
@@ -186,7 +186,7 @@ def status(job_id: str, stack: StackOption = None) -> None:
     with _clear_errors():
         job = client.get_job(job_id)
     if job is None:
-        raise _fail(LookupError(f"no job {job_id!r} in the job log"))
+        raise _fail(JobNotFoundError(f"no job {job_id!r} in the job log"))
     console.print_json(job.model_dump_json(exclude={"payload"}))
 
 

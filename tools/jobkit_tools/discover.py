@@ -41,6 +41,7 @@ def settings_from_outputs(outputs: dict[str, str]) -> Settings:
         raise StackNotFoundError("the stack has no JobsTableName output: is it a jobkit stack?")
     return Settings(
         table=outputs["JobsTableName"],
+        pages_table=outputs.get("JobPagesTableName", ""),
         queue_url_prefix=outputs.get("QueueUrlPrefix", ""),
         queues=queues,
         dead_letter_queues=dead,

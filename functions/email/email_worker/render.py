@@ -8,11 +8,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
-
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError, select_autoescape
+from typing import TYPE_CHECKING, Any
 
 from jobkit.errors import PermanentError
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -31,6 +32,9 @@ class RenderedEmail:
 @lru_cache(maxsize=1)
 def environment() -> Environment:
     """One Jinja2 environment per container: it caches compiled templates."""
+    # Lazy (cold start): Jinja2 loads with the first email rendered.
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
     return Environment(
         loader=FileSystemLoader(TEMPLATES),
         autoescape=select_autoescape(["html"]),
@@ -41,6 +45,9 @@ def environment() -> Environment:
 
 def render(email: str, fields: Mapping[str, Any]) -> RenderedEmail:
     """Render `templates/<email>/{subject.txt, body.html, body.txt}` with `fields`."""
+    # Lazy (cold start): Jinja2 loads with the first email rendered.
+    from jinja2 import TemplateError
+
     env = environment()
     try:
         subject = env.get_template(f"{email}/subject.txt").render(fields)

@@ -12,14 +12,12 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError, HTTPClientError
-from botocore.exceptions import ConnectionError as BotoConnectionError
-
 from jobkit import aws
 from jobkit.errors import OutcomeUnknownError, PermanentError, TransientError
 from jobkit.redact import redact
 
 if TYPE_CHECKING:
+    from botocore.exceptions import ClientError
     from mypy_boto3_sesv2 import SESV2Client
     from mypy_boto3_sesv2.type_defs import MessageTagTypeDef
 
@@ -80,6 +78,10 @@ def send(
     tags: Mapping[str, str],
 ) -> str:
     """Send one email (HTML and text alternatives); returns SES's message id."""
+    # Lazy (cold start): botocore loads with the first client, not at the handler's import.
+    from botocore.exceptions import ClientError, HTTPClientError
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+
     email_tags: list[MessageTagTypeDef] = [
         {"Name": tag_value(name), "Value": tag_value(value)} for name, value in tags.items()
     ]

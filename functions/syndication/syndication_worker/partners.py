@@ -10,14 +10,16 @@ disabling a partner takes effect within that time, with no deploy.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.utilities.parameters import SecretsProvider, SSMProvider
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from jobkit import aws
 from jobkit.errors import PermanentError
 from jobkit.jobs import describe_validation_error
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider, SSMProvider
 
 
 class PartnerConfig(BaseModel):
@@ -63,6 +65,9 @@ class Registry:
 
     def _providers(self) -> tuple[SSMProvider, SecretsProvider]:
         if self._ssm is None or self._secrets is None:
+            # Lazy (cold start): Powertools Parameters loads boto3 and botocore at import.
+            from aws_lambda_powertools.utilities.parameters import SecretsProvider, SSMProvider
+
             self._ssm = SSMProvider(boto3_client=aws.client("ssm"))
             self._secrets = SecretsProvider(boto3_client=aws.client("secretsmanager"))
         return self._ssm, self._secrets

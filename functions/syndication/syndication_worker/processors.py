@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobkit.client import EnqueueRequest, Jobkit, default_client
 from jobkit.errors import PermanentError, TransientError
@@ -27,10 +27,12 @@ from jobkit_apps.syndication import (
     delivery_body,
     delivery_id,
 )
-from syndication_worker.delivery import Sender
 from syndication_worker.partners import Registry
 from syndication_worker.ratelimit import RateLimiter
 from syndication_worker.settings import get_syndication_settings
+
+if TYPE_CHECKING:
+    from syndication_worker.delivery import Sender
 
 worker = Worker(queue=QUEUE)
 
@@ -50,6 +52,9 @@ _runtime: Runtime | None = None
 def runtime() -> Runtime:
     global _runtime
     if _runtime is None:
+        # Lazy (cold start): the HTTP adapter loads urllib3, as the first AWS client does.
+        from syndication_worker.delivery import Sender
+
         settings = get_syndication_settings()
         _runtime = Runtime(
             Registry(settings.partners_path, settings.cache_seconds),

@@ -19,7 +19,9 @@ _WAITED_FOR, _UNASKED = Guarantee.AT_LEAST_ONCE, Guarantee.AT_MOST_ONCE
 
 
 class _Email(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Built on first use, not at import (cold start): `EmailStr` loads email-validator then.
+    # Validation and its errors are the same; only when the schema is built moves.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     to: EmailStr
     name: str = Field(default="", max_length=200, description="Recipient's display name.")

@@ -30,7 +30,7 @@ from jobkit.errors import (
     TransientError,
     UnknownJobTypeError,
 )
-from jobkit.jobs import Backoff, Guarantee, JobType, Retention
+from jobkit.jobs import Backoff, Guarantee, JobType, Retention, Tracking
 from jobkit.models import Job, JobState
 from jobkit.recurring import RecurringSchedule
 
@@ -61,6 +61,7 @@ __all__ = [
     "Retention",
     "ScheduleNotFoundError",
     "ServiceError",
+    "Tracking",
     "TransientError",
     "UnknownJobTypeError",
     "cancel",

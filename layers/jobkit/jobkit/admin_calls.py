@@ -11,7 +11,8 @@ from jobkit.jobs import JobType, Retention, get_job_type, registered_job_types
 from jobkit.models import Envelope, Job, JobState, check_job_id, utcnow
 from jobkit.redact import redact
 from jobkit.settings import Settings
-from jobkit.store import BY_STATE, BY_TYPE, INDEXED_STATES, JobLog
+from jobkit.store import BY_STATE, INDEXED_STATES, JobLog
+from jobkit.store_pages import JobPages
 
 
 @dataclass(frozen=True)
@@ -36,10 +37,12 @@ class AdminCalls:
         state: JobState | str | None = None,
         job_type: JobType | str | None = None,
         limit: int = 50,
+        queue: str | None = None,
     ) -> list[Job]:
-        """Newest first. Uses the `by_state` index for off-happy-path states and the `by_type`
-        index otherwise; never a Scan. Listing queued, running or succeeded jobs without a type
-        walks the types declared in this process."""
+        """Newest first; never a Scan. Off-happy-path states (scheduled, retrying, failed,
+        cancelled) come from the job log's sparse `by_state` index at once; the rest from the
+        pages worker batches write (`jobkit.store_pages`), so a job is listed from its claim
+        on. Without a queue or type, the queues of the types declared in this process."""
         try:
             wanted = JobState(state) if state is not None else None
         except ValueError:
@@ -47,26 +50,35 @@ class AdminCalls:
             raise InvalidRequestError(f"unknown state {state!r} (one of: {known})") from None
         if not isinstance(limit, int) or limit < 1:
             raise InvalidRequestError(f"limit is a positive whole number, not {limit!r}")
-        type_name = get_job_type(job_type).name if job_type is not None else None
-        if wanted is not None and wanted in INDEXED_STATES:
-            keys = self.log.query_index(
-                BY_STATE, wanted.value, limit if not type_name else limit * 10
-            )
+        declared = get_job_type(job_type) if job_type is not None else None
+        type_name = declared.name if declared else None
+        fetch = limit if wanted is None and type_name is None else limit * 10
+        by_state = wanted in INDEXED_STATES
+        if wanted is not None and by_state:
+            keys = [job_id for _, job_id in self.log.query_index(BY_STATE, wanted.value, fetch)]
         else:
-            names = [type_name] if type_name else sorted(registered_job_types())
-            fetch = limit if wanted is None else limit * 10
-            keys = sorted(
-                (k for name in names for k in self.log.query_index(BY_TYPE, name, fetch)),
-                reverse=True,
-            )
-        jobs = self.log.get_many(job_id for _, job_id in keys)
-        ordered = [jobs[job_id] for _, job_id in keys if job_id in jobs]
+            keys = self._from_pages(declared.queue if declared else queue, type_name, fetch)
+        jobs = self.log.get_many(keys)
+        found = [jobs[job_id] for job_id in keys if job_id in jobs]
+        if not by_state:  # newest enqueued first, among the jobs the newest pages name
+            found.sort(key=lambda job: job.created_at, reverse=True)
         selected = [
-            j
-            for j in ordered
-            if (wanted is None or j.state == wanted) and (type_name is None or j.type == type_name)
+            job
+            for job in found
+            if (wanted is None or job.state == wanted)
+            and (type_name is None or job.type == type_name)
+            and (queue is None or job.queue == queue)
         ]
         return selected[:limit]
+
+    def _from_pages(self, queue: str | None, type_name: str | None, limit: int) -> list[str]:
+        """Ids of the newest jobs claimed on `queue` (or every declared queue), of one type."""
+        pages = JobPages(self.settings.require_pages_table())
+        queues = [queue] if queue else sorted({t.queue for t in registered_job_types().values()})
+        found = sorted(
+            (entry for name in queues for entry in pages.newest(name, limit)), reverse=True
+        )
+        return [job_id for _, kind, job_id in found if type_name is None or kind == type_name]
 
     def cancel(self, job_id: str) -> Job:
         """Cancel a scheduled, queued or retrying job (deleting its schedule, if any). A

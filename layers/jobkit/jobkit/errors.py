@@ -48,8 +48,19 @@ class InvalidScheduleError(InvalidRequestError):
     given, an expression AWS would reject, an unknown timezone)."""
 
 
+# Why a job that was enqueued may not be in the log (README "Tracking modes").
+NOT_IN_LOG_HINT = (
+    "(a job of a type with tracking 'light' or 'failures' is not in the log until it runs; "
+    "with 'failures', a job that succeeded at once never is)"
+)
+
+
 class JobNotFoundError(JobkitError):
-    """No job with that id is in the job log."""
+    """No job with that id is in the job log. The message ends with `NOT_IN_LOG_HINT`: a job
+    that was enqueued may not be there yet, or ever, by its type's tracking."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"{message} {NOT_IN_LOG_HINT}")
 
 
 class InvalidStateError(JobkitError):

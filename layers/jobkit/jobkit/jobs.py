@@ -65,6 +65,23 @@ class Guarantee(StrEnum):
     AT_MOST_ONCE = "at_most_once"
 
 
+class Tracking(StrEnum):
+    """How much of a job's life the job log keeps (README "Tracking modes").
+
+    - `full` (the default): the producer writes the job at enqueue (deduplicated by id
+      there), the worker claims it and records its outcome: 3 writes on the happy path.
+    - `light`: nothing is written at enqueue; the worker's claim creates the item (still
+      deduplicated by id, at the claim): 2 writes. Not in the log until a worker claims it.
+    - `failures`: the log keeps only jobs that retry, fail or are cancelled. The worker reads
+      first (an eventually consistent GetItem); a job not in the log runs with no claim and
+      no lease, and a success writes nothing. Not with `Guarantee.AT_MOST_ONCE`.
+    """
+
+    FULL = "full"
+    LIGHT = "light"
+    FAILURES = "failures"
+
+
 _REGISTRY: dict[str, JobType] = {}
 
 
@@ -84,6 +101,7 @@ class JobType:
     retention: Retention = field(default_factory=Retention)
     description: str = ""
     guarantee: Guarantee = Guarantee.AT_LEAST_ONCE
+    tracking: Tracking = Tracking.FULL
 
     def __post_init__(self) -> None:
         if not self.name or " " in self.name:
@@ -95,6 +113,16 @@ class JobType:
         if not 0 < self.timeout < math.inf:
             raise DeclarationError(f"{self.name}: timeout must be a positive number of seconds")
         object.__setattr__(self, "guarantee", Guarantee(self.guarantee))
+        if self.tracking not in tuple(Tracking):
+            known = ", ".join(repr(t.value) for t in Tracking)
+            raise DeclarationError(f"{self.name}: tracking is one of {known}")
+        object.__setattr__(self, "tracking", Tracking(self.tracking))
+        if self.tracking is Tracking.FAILURES and self.guarantee is Guarantee.AT_MOST_ONCE:
+            raise DeclarationError(
+                f"{self.name}: tracking='failures' cannot go with guarantee='at_most_once': "
+                "a job that is not in the log runs with no claim and no lease, so a duplicate "
+                "delivery could run it twice; use tracking='light' (claimed like 'full')"
+            )
         _REGISTRY[self.name] = self
 
     def validate(self, payload: BaseModel | dict[str, Any]) -> BaseModel:

@@ -21,7 +21,7 @@ from jobkit.errors import (
     JobkitError,
     ServiceError,
 )
-from jobkit.jobs import JobType, get_job_type
+from jobkit.jobs import JobType, Tracking, get_job_type
 from jobkit.models import (
     SQS_MAX_DELAY_SECONDS,
     SQS_MAX_MESSAGE_BYTES,
@@ -32,7 +32,7 @@ from jobkit.models import (
 )
 from jobkit.redact import redact
 from jobkit.settings import Settings
-from jobkit.store import Item, JobLog, new_item
+from jobkit.store import Item, JobLog, job_from_item, new_item
 
 Delay = float | int | timedelta
 # The furthest ahead a job may be due. Later than this is a recurring schedule's work (or an
@@ -91,6 +91,12 @@ class _Prepared:
     delay_seconds: int  # SQS DelaySeconds, for jobs due within 15 minutes
     due: datetime | None = None  # None: run now
     schedule: str | None = None  # Scheduler schedule name, for jobs due later than that
+
+    @property
+    def logged(self) -> bool:
+        """Is the job written to the log at enqueue (tracking `full`)? `light` and `failures`
+        jobs are only sent: a worker writes them, if at all."""
+        return self.job_type.tracking is Tracking.FULL
 
 
 def due_time(delay: Delay | None, run_at: datetime | None, now: datetime) -> datetime | None:
@@ -199,6 +205,10 @@ class ProducerCalls:
             schedule=prepared.schedule,
         )
 
+    def _unlogged(self, prepared: _Prepared) -> Job:
+        """The job as sent, not written (tracking `light` or `failures`): not in the log."""
+        return job_from_item(self._item(prepared))
+
     def _schedule(self, prepared: _Prepared) -> None:
         """Have Scheduler send the job to its queue shortly before it is due."""
         group, role = self.settings.require_scheduler()
@@ -235,23 +245,34 @@ class ProducerCalls:
         run_at: datetime | None = None,
     ) -> Job:
         """Validate, record and send one job. The same `job_id` twice returns the first job
-        and sends nothing.
+        and sends nothing. A type whose tracking is `light` or `failures` is only sent, not
+        recorded: every call sends a message and returns the job as sent (a repeated id is
+        dropped by the worker's claim, not here).
 
         `delay` (seconds or timedelta) or `run_at` (timezone-aware) make it `scheduled`: due
         within 15 minutes it waits in SQS (DelaySeconds); later, a one-time Scheduler
         schedule sends it shortly before it is due and the worker holds it to the second.
         """
         prepared = self._prepare(job_type, payload, job_id, delay, run_at)
-        created, job = self.log.put_new(self._item(prepared))
-        if not created:
-            return job
+        if prepared.logged:
+            created, job = self.log.put_new(self._item(prepared))
+            if not created:
+                return job
+        else:
+            job = self._unlogged(prepared)
         try:
             self._dispatch(prepared)
         except Exception as exc:
             reason = redact(f"enqueue failed: could not send to queue: {exc}")
-            self.log.mark_send_failed(job, reason, prepared.job_type.retention.failed)
+            self._mark_send_failed(prepared, job, reason)
             raise EnqueueError(f"job {job.id}: {reason}") from exc
         return job
+
+    def _mark_send_failed(self, prepared: _Prepared, job: Job, reason: str) -> None:
+        """Mark a logged job whose message never left as failed; an unlogged one (tracking
+        `light`, `failures`) has no item to mark: the error is all the caller gets."""
+        if prepared.logged:
+            self.log.mark_send_failed(job, reason, prepared.job_type.retention.failed)
 
     def enqueue_many(self, requests: Iterable[EnqueueRequest]) -> EnqueueManyResult:
         """Enqueue a batch, with `enqueue`'s semantics for every request.
@@ -261,7 +282,8 @@ class ProducerCalls:
         SendMessageBatch (10 a call). Every request gets an outcome, in order: a bad request
         fails alone; an id that exists comes back as that job, untouched; a job whose message
         could not be sent is marked failed in the log and reported. Repeats of an id inside
-        the batch share the outcome of its first occurrence.
+        the batch share the outcome of its first occurrence. Jobs of a type with tracking
+        `light` or `failures` are not written: each counts as created and is sent.
         """
         outcomes: dict[int, EnqueueOutcome] = {}
         prepared: dict[int, _Prepared] = {}
@@ -281,11 +303,12 @@ class ProducerCalls:
             first_of[p.envelope.id] = index
             prepared[index] = p
 
-        order = list(prepared)
-        written = self.log.put_new_many([self._item(prepared[i]) for i in order])
+        order = [i for i, p in prepared.items() if p.logged]
+        puts = self.log.put_new_many([self._item(prepared[i]) for i in order])
+        written = dict(zip(order, puts, strict=True))
         created: dict[int, tuple[_Prepared, Job]] = {}
-        for index, put in zip(order, written, strict=True):
-            p = prepared[index]
+        for index, p in prepared.items():
+            put = written[index] if p.logged else (True, self._unlogged(p))
             if isinstance(put, ServiceError):
                 reason = redact(f"job log write failed, not sent: {put}")
                 outcomes[index] = EnqueueOutcome(index, p.envelope.id, error=reason)
@@ -328,7 +351,7 @@ class ProducerCalls:
         for index, (p, job) in created.items():
             if index in failures:
                 reason = redact(f"enqueue failed: {failures[index]}")
-                self.log.mark_send_failed(job, reason, p.job_type.retention.failed)
+                self._mark_send_failed(p, job, reason)
                 outcomes[index] = EnqueueOutcome(index, job.id, error=reason)
             else:
                 outcomes[index] = EnqueueOutcome(index, job.id, job, created=True)

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="JOBKIT_", frozen=True, extra="ignore")
 
     table: str = Field(default="", description="DynamoDB job-log table name.")
+    pages_table: str = Field(
+        default="", description="Table of the pages each worker batch writes (job listings)."
+    )
     queue_url_prefix: str = Field(
         default="", description="Queue URLs but the name: <prefix><name>, <prefix><name>-dlq."
     )
@@ -116,6 +119,14 @@ class Settings(BaseSettings):
                 "and JOBKIT_SCHEDULER_ROLE_ARN"
             )
         return self.recurring_group, self.scheduler_role_arn
+
+    def require_pages_table(self) -> str:
+        if not self.pages_table:
+            raise ConfigurationError(
+                "listing jobs of a queue or type needs the pages table: set JOBKIT_PAGES_TABLE "
+                "(stack output JobPagesTableName)"
+            )
+        return self.pages_table
 
     def require_table(self) -> str:
         if not self.table:

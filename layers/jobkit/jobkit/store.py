@@ -20,7 +20,6 @@ from jobkit.models import Job, JobState, iso, utcnow
 from jobkit.store_claims import Claim, ClaimOutcome, Claims
 from jobkit.store_items import (
     BY_STATE,
-    BY_TYPE,
     CANCELLABLE,
     INDEX_SHARDS,
     INDEXED_STATES,
@@ -37,7 +36,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BY_STATE",
-    "BY_TYPE",
     "CANCELLABLE",
     "INDEXED_STATES",
     "Claim",
@@ -223,13 +221,12 @@ class JobLog(Claims, Outcomes):
     def query_index(
         self, index: str, key: str, limit: int, *, newest_first: bool = True
     ) -> list[tuple[str, str]]:
-        """(sort key, job id) of up to `limit` items per shard of `key` in `index`."""
-        attr = "type_shard" if index == BY_TYPE else "state_shard"
-        sort = "created_at" if index == BY_TYPE else "updated_at"
+        """(updated_at, job id) of up to `limit` items per shard of state `key` in `index`
+        (the sparse `by_state`)."""
         found: list[tuple[str, str]] = []
         for shard in range(INDEX_SHARDS):
-            for item in self._query(index, attr, f"{key}#{shard}", limit, newest_first):
-                found.append((item[sort]["S"], item["pk"]["S"]))
+            for item in self._query(index, "state_shard", f"{key}#{shard}", limit, newest_first):
+                found.append((item["updated_at"]["S"], item["pk"]["S"]))
         found.sort(reverse=newest_first)
         return found
 

@@ -62,6 +62,20 @@ class Claims(JobTable):
     """The job log's claims (`jobkit.store.JobLog` has them)."""
 
     @aws.service_errors
+    def is_logged(self, job_id: str, *, consistent: bool = False) -> bool:
+        """Is the job in the log? One GetItem, for job types that track failures only: a job
+        not in the log runs with no claim. Eventually consistent (half a read unit for an
+        item up to 4 KB), an item written within about a second may not show yet; with
+        `consistent`, one read unit."""
+        response = aws.dynamodb().get_item(
+            TableName=self.table,
+            Key={"pk": s(job_id)},
+            ProjectionExpression="pk",
+            ConsistentRead=consistent,
+        )
+        return "Item" in response
+
+    @aws.service_errors
     def claim(
         self,
         job_id: str,

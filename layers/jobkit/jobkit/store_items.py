@@ -3,12 +3,12 @@
 Item layout (attribute -> meaning):
   pk            job id (table key)
   type, queue, state, attempts, max_attempts, generation
-  created_at    ISO time; sort key of the `by_type` index
+  created_at    ISO time
   updated_at    ISO time; sort key of the `by_state` index
-  type_shard    "<type>#<n>": key of `by_type`; written once, at enqueue
   state_shard   "<state>#<n>": key of `by_state`; present only off the happy path
                 (scheduled, retrying, failed, cancelled), so a job that goes
-                queued -> running -> succeeded writes the indexes exactly once
+                queued -> running -> succeeded writes no index entry (listings of those
+                states read the pages each worker batch writes: `jobkit.store_pages`)
   lease_until   epoch ms while running: a claim may take over once it has passed
   payload, result, progress   JSON text
   error, duration_ms, started_at, finished_at, next_attempt_at
@@ -44,7 +44,6 @@ INDEXED_STATES = frozenset(
     {JobState.SCHEDULED, JobState.RETRYING, JobState.FAILED, JobState.CANCELLED}
 )
 CANCELLABLE = (JobState.SCHEDULED, JobState.QUEUED, JobState.RETRYING)
-BY_TYPE = "by_type"
 BY_STATE = "by_state"
 
 
@@ -58,7 +57,6 @@ _ATTRIBUTES = (
     "generation",
     "created_at",
     "updated_at",
-    "type_shard",
     "state_shard",
     "lease_until",
     "payload",
@@ -125,7 +123,6 @@ def new_item(
         "generation": n(0),
         "created_at": s(stamp),
         "updated_at": s(stamp),
-        "type_shard": s(f"{job_type}#{shard_of(job_id)}"),
         "payload": as_json(payload),
     }
     if run_at is not None:

@@ -23,9 +23,9 @@ from pydantic import ValidationError as PydanticValidationError
 
 from jobkit.errors import JobValidationError
 from jobkit.job_context import OUTCOME_GRACE_S, JobContext, Processor, lease_seconds
-from jobkit.jobs import Guarantee, JobType
-from jobkit.models import Envelope, utcnow
-from jobkit.observability import logger
+from jobkit.jobs import JobType, Tracking
+from jobkit.models import Envelope, Job, JobState, utcnow
+from jobkit.observability import REDUNDANT_KEYS, logger
 from jobkit.store import Claim, ClaimOutcome
 from jobkit.worker_attempts import Attempts
 
@@ -60,6 +60,8 @@ class Worker(Attempts):
     ) -> PartialItemFailureResponse:
         """Process an SQS batch; returns `batchItemFailures` for the records to see again."""
         processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+        logger.remove_keys(REDUNDANT_KEYS)
+        self._claimed = []
         try:
             return process_partial_response(
                 event=event,
@@ -68,6 +70,7 @@ class Worker(Attempts):
                 context=context,
             )
         finally:
+            self._write_page()
             self._flush_metrics()
 
     def _record(self, record: SQSRecord, lambda_context: LambdaContext | None = None) -> None:
@@ -85,13 +88,11 @@ class Worker(Attempts):
                 extra={"message_id": record.message_id, "error": reason},
             )
             return
-        logger.set_correlation_id(envelope.id)
         logger.append_keys(job_id=envelope.id, job_type=envelope.type)
         try:
             handed_back = self._run(envelope, record, lambda_context, started)
         finally:
             logger.remove_keys(["job_id", "job_type", "attempt"])
-            logger.set_correlation_id(None)
         if handed_back is not None:
             raise RetryScheduledError(handed_back)
 
@@ -112,6 +113,9 @@ class Worker(Attempts):
         held = self._hold(envelope, job_type, lambda_context)
         if held is not None:
             return self._hand_back(record, *held)
+        if self._runs_unclaimed(envelope, job_type, record):
+            unclaimed = _unclaimed_job(envelope, job_type)
+            return self._execute(job_type, fn, unclaimed, envelope, record, started, claimed=False)
         claim = self._claim(envelope, job_type)
         job = claim.job
         if claim.outcome is ClaimOutcome.CLAIMED and job is not None:
@@ -155,35 +159,52 @@ class Worker(Attempts):
         hold = admit(payload)
         return (hold, "not admitted yet") if hold is not None and hold > 0 else None
 
+    def _runs_unclaimed(self, envelope: Envelope, job_type: JobType, record: SQSRecord) -> bool:
+        """Does this job run with no claim? Only a job of a type that tracks failures only
+        and that is not in the log: a job there (a retry of a failure, a cancelled one, a
+        redriven dead letter) is claimed as usual. A first delivery reads eventually
+        consistent; a message seen before (handed back after a failure, perhaps a moment
+        ago) reads consistently, so that it finds the item its failure wrote."""
+        if job_type.tracking is not Tracking.FAILURES or envelope.dead_letter is not None:
+            return False
+        seen_before = int(record.attributes.approximate_receive_count or 1) > 1
+        return not self.log.is_logged(envelope.id, consistent=seen_before)
+
     def _claim(self, envelope: Envelope, job_type: JobType) -> Claim:
         """Claim the job the message points at; it must agree with the log (type, payload)."""
         generation = envelope.dead_letter.generation if envelope.dead_letter else None
-        take_over = job_type.guarantee is Guarantee.AT_LEAST_ONCE
-        lease = lease_seconds(job_type)
-
-        def adopt() -> Claim:
-            return self.log.adopt(
-                envelope.id,
-                job_type.name,
-                job_type.queue,
-                job_type.max_attempts,
-                envelope.payload,
-                lease,
-                take_over=take_over,
-            )
-
-        # A scheduled run is not in the log until its first delivery: adopt it at once, in one
-        # write (a redelivery finds it there, and adopt falls back to the claim).
-        if envelope.origin == "schedule" and generation is None:
-            return adopt()
+        # A scheduled run, or a job of a type with tracking `light`, is not in the log until
+        # its first delivery: adopt it at once, in one write (a redelivery finds it there,
+        # and adopt falls back to the claim).
+        unlogged = envelope.origin == "schedule" or job_type.tracking is Tracking.LIGHT
+        if unlogged and generation is None:
+            return self._adopt(envelope, job_type)
         claim = self.log.claim(
             envelope.id,
-            lease,
+            lease_seconds(job_type),
             generation,
             job_type=job_type.name,
             payload=envelope.payload,
-            take_over=take_over,
+            take_over=self._takes_over(job_type),
         )
         if claim.outcome is ClaimOutcome.MISSING and generation is None:
-            return adopt()
+            return self._adopt(envelope, job_type)
         return claim
+
+
+def _unclaimed_job(envelope: Envelope, job_type: JobType) -> Job:
+    """The job of an unclaimed run (tracking `failures`, not in the log) as the message has
+    it: its first attempt as far as anyone knows."""
+    now = utcnow()
+    return Job(
+        id=envelope.id,
+        type=job_type.name,
+        queue=job_type.queue,
+        state=JobState.RUNNING,
+        attempts=1,
+        max_attempts=job_type.max_attempts,
+        created_at=envelope.enqueued_at,
+        updated_at=now,
+        started_at=now,
+        payload=envelope.payload,
+    )

@@ -22,6 +22,7 @@ from jobkit.jobs import Guarantee, JobType
 from jobkit.models import Envelope, Job
 from jobkit.observability import logger
 from jobkit.redact import redact
+from jobkit.store import Claim, ClaimOutcome
 from jobkit.worker_messages import Messages
 
 if TYPE_CHECKING:
@@ -45,16 +46,25 @@ class Attempts(Messages):
         envelope: Envelope,
         record: SQSRecord,
         started: float,
+        *,
+        claimed: bool = True,
     ) -> str | None:
-        """Run the claimed job as the log holds it, and record how it ended."""
+        """Run the claimed job as the log holds it, and record how it ended.
+
+        An unclaimed run (`claimed=False`: a job of a type with tracking `failures` that is
+        not in the log) holds no lease: a heartbeat only hides the message, a success writes
+        nothing, and a failure first writes the job to the log as this attempt."""
+        if claimed:  # a job run unclaimed is not in the log: no page names it
+            self._claimed.append((job.type, job.id))
         logger.append_keys(attempt=job.attempts)
-        logger.info("job processing")
+        # One INFO line per attempt, its outcome (with duration and attempt): the start at DEBUG.
+        logger.debug("job processing")
         lease = lease_seconds(job_type)
         lease_end = time.monotonic() + lease
 
         def beat(progress: Any) -> float:
             nonlocal lease_end
-            if not self.log.heartbeat(job.id, job.attempts, lease, progress):
+            if claimed and not self.log.heartbeat(job.id, job.attempts, lease, progress):
                 raise LeaseLostError(f"attempt {job.attempts} of job {job.id} lost its lease")
             now = time.monotonic()
             lease_end = now + lease
@@ -77,16 +87,13 @@ class Attempts(Messages):
         except LeaseLostError:
             self._stale("running")
             return None
-        except (PermanentError, JobValidationError) as exc:
-            self._fail(job_type, job, envelope, redact(str(exc)), "permanent", lease_end)
-            return None
-        except Exception as exc:  # everything else may pass: retry it
-            return self._retry_or_fail(job_type, job, envelope, record, exc, lease_end)
+        except Exception as exc:
+            return self._failed(job_type, job, envelope, record, exc, lease_end, claimed)
         duration_ms = int((time.monotonic() - started) * 1000)
         if isinstance(result, BaseModel):
             result = result.model_dump(mode="json")
         retention = job_type.retention.succeeded
-        if not self.log.succeed(
+        if claimed and not self.log.succeed(
             job.id, job.attempts, result, duration_ms, retention, until=lease_end
         ):
             self._stale("succeeded")
@@ -96,6 +103,48 @@ class Attempts(Messages):
         stats.durations.append(duration_ms)
         logger.info("job succeeded", extra={"duration_ms": duration_ms})
         return None
+
+    def _failed(
+        self,
+        job_type: JobType,
+        job: Job,
+        envelope: Envelope,
+        record: SQSRecord,
+        exc: Exception,
+        until: float,
+        claimed: bool,
+    ) -> str | None:
+        """Record a failed attempt: failed and dead-lettered at once (a permanent error, an
+        invalid payload), else retrying while attempts are left. An unclaimed run's job is
+        first written to the log, claimed as this attempt (`_adopt`)."""
+        if not claimed:
+            claim = self._adopt(envelope, job_type)
+            if claim.outcome is not ClaimOutcome.CLAIMED or claim.job is None:
+                self._stale("failed")  # another delivery of it holds or finished it
+                return None
+            job = claim.job
+        if isinstance(exc, PermanentError | JobValidationError):
+            self._fail(job_type, job, envelope, redact(str(exc)), "permanent", until)
+            return None
+        return self._retry_or_fail(job_type, job, envelope, record, exc, until)
+
+    def _adopt(self, envelope: Envelope, job_type: JobType) -> Claim:
+        """Write a job that is not in the log yet, claimed as this attempt (one write); if it
+        is there, claim it (it must be the same job)."""
+        return self.log.adopt(
+            envelope.id,
+            job_type.name,
+            job_type.queue,
+            job_type.max_attempts,
+            envelope.payload,
+            lease_seconds(job_type),
+            take_over=self._takes_over(job_type),
+        )
+
+    @staticmethod
+    def _takes_over(job_type: JobType) -> bool:
+        """May a claim take over an attempt whose lease passed (at least once only)?"""
+        return job_type.guarantee is Guarantee.AT_LEAST_ONCE
 
     def _retry_or_fail(
         self,

@@ -10,12 +10,13 @@ from typing import TypeVar
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from jobkit.errors import DeclarationError
+from jobkit.errors import DeclarationError, ServiceError
 from jobkit.job_context import Admission, Processor
 from jobkit.jobs import JobType
-from jobkit.observability import metrics
+from jobkit.observability import logger, metrics
 from jobkit.settings import Settings, get_settings
 from jobkit.store import JobLog
+from jobkit.store_pages import JobPages
 
 P = TypeVar("P", bound=Processor)
 A = TypeVar("A", bound=Admission)
@@ -41,6 +42,7 @@ class WorkerBase:
         self._admissions: dict[str, Admission] = {}
         self._log: JobLog | None = None
         self._stats: dict[str, Stats] = defaultdict(Stats)
+        self._claimed: list[tuple[str, str]] = []  # (type, id) of the jobs the batch claimed
 
     def processor(self, job_type: JobType) -> Callable[[P], P]:
         """Register `fn(payload, ctx) -> result` as the processor of `job_type`."""
@@ -91,6 +93,17 @@ class WorkerBase:
         if self._log is None:
             self._log = JobLog(self.settings.require_table())
         return self._log
+
+    def _write_page(self) -> None:
+        """One page of the jobs this batch claimed, for listings (see `jobkit.store_pages`)."""
+        claimed, self._claimed = self._claimed, []
+        if not claimed or not self.settings.pages_table:
+            return
+        try:
+            JobPages(self.settings.pages_table).write(self.queue, claimed)
+        except ServiceError as exc:
+            # The jobs and their outcomes are in the log; only listings by queue miss them.
+            logger.warning("job page not written", extra={"jobs": len(claimed), "error": str(exc)})
 
     def _flush_metrics(self) -> None:
         """One EMF record per job type of the batch: counts and durations."""

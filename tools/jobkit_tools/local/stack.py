@@ -117,6 +117,7 @@ class Deployment:
             environment = worker_environment(function.environment)
             for key in (
                 "JOBKIT_TABLE",
+                "JOBKIT_PAGES_TABLE",
                 "JOBKIT_QUEUE_URL_PREFIX",
                 "JOBKIT_QUEUES",
                 "JOBKIT_SCHEDULE_GROUP",

@@ -39,13 +39,14 @@ import pytest
 from jobkit_tools.testing.clock import DEFAULT_START
 from jobkit_tools.testing.harness import Harness
 from jobkit_tools.testing.models import DeadLetter, HarnessError, LambdaContext, SentEmail
-from jobkit_tools.testing.stack import APPLICATIONS_TABLE, JOB_LOG_TABLE, JOB_LOG_TTL
+from jobkit_tools.testing.stack import APPLICATIONS_TABLE, JOB_LOG_TABLE, JOB_LOG_TTL, PAGES_TABLE
 
 __all__ = [
     "APPLICATIONS_TABLE",
     "DEFAULT_START",
     "JOB_LOG_TABLE",
     "JOB_LOG_TTL",
+    "PAGES_TABLE",
     "DeadLetter",
     "Harness",
     "HarnessError",

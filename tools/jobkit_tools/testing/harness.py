@@ -54,6 +54,7 @@ class Harness:
         self.region = region
         self.table = table
         self.applications_table = applications_table
+        self.pages_table = f"{table}-pages"
         self.schedule_group = schedule_group
         # Template.yaml's queues: 6 x a 30 s function timeout, and a crash-loop net of 10.
         self.visibility_timeout = visibility_timeout
@@ -156,7 +157,7 @@ class Harness:
     # -- the stack in moto -----------------------------------------------------------------
 
     def _create_stack(self) -> None:
-        create_tables(self.table, self.applications_table)
+        create_tables(self.table, self.applications_table, self.pages_table)
         scheduler = aws.client("scheduler")
         for group in (self.schedule_group, self.recurring_group):
             scheduler.create_schedule_group(Name=group)
@@ -174,6 +175,7 @@ class Harness:
         """Settings for producers (`client`, `jobkit.enqueue`, ...) and for each worker."""
         values: dict[str, Any] = {
             "table": self.table,
+            "pages_table": self.pages_table,
             "queues": dict(self._queues),
             "dead_letter_queues": dict(self._dead_letter_queues),
             "schedule_group": self.schedule_group,

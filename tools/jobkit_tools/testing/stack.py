@@ -14,21 +14,11 @@ JOB_LOG_TABLE: dict[str, Any] = {
     "BillingMode": "PAY_PER_REQUEST",
     "AttributeDefinitions": [
         {"AttributeName": "pk", "AttributeType": "S"},
-        {"AttributeName": "type_shard", "AttributeType": "S"},
-        {"AttributeName": "created_at", "AttributeType": "S"},
         {"AttributeName": "state_shard", "AttributeType": "S"},
         {"AttributeName": "updated_at", "AttributeType": "S"},
     ],
     "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
     "GlobalSecondaryIndexes": [
-        {
-            "IndexName": "by_type",
-            "KeySchema": [
-                {"AttributeName": "type_shard", "KeyType": "HASH"},
-                {"AttributeName": "created_at", "KeyType": "RANGE"},
-            ],
-            "Projection": {"ProjectionType": "KEYS_ONLY"},
-        },
         {
             "IndexName": "by_state",
             "KeySchema": [
@@ -40,6 +30,18 @@ JOB_LOG_TABLE: dict[str, Any] = {
     ],
 }
 JOB_LOG_TTL: dict[str, Any] = {"AttributeName": "expires_at", "Enabled": True}
+# The job pages (listings), as template.yaml's JobPagesTable declares it.
+PAGES_TABLE: dict[str, Any] = {
+    "BillingMode": "PAY_PER_REQUEST",
+    "AttributeDefinitions": [
+        {"AttributeName": "queue", "AttributeType": "S"},
+        {"AttributeName": "page", "AttributeType": "S"},
+    ],
+    "KeySchema": [
+        {"AttributeName": "queue", "KeyType": "HASH"},
+        {"AttributeName": "page", "KeyType": "RANGE"},
+    ],
+}
 # The reminders' documents records, as template.yaml's ApplicationsTable declares it.
 APPLICATIONS_TABLE: dict[str, Any] = {
     "BillingMode": "PAY_PER_REQUEST",
@@ -48,11 +50,12 @@ APPLICATIONS_TABLE: dict[str, Any] = {
 }
 
 
-def create_tables(table: str, applications_table: str) -> None:
-    """The job log (with its TTL) and the applications table."""
+def create_tables(table: str, applications_table: str, pages_table: str) -> None:
+    """The job log (with its TTL), the pages table and the applications table."""
     ddb: Any = aws.dynamodb()  # the schema is plain dicts, shared with a unit test
     ddb.create_table(TableName=table, **JOB_LOG_TABLE)
     ddb.update_time_to_live(TableName=table, TimeToLiveSpecification=JOB_LOG_TTL)
+    ddb.create_table(TableName=pages_table, **PAGES_TABLE)
     ddb.create_table(TableName=applications_table, **APPLICATIONS_TABLE)
 
 

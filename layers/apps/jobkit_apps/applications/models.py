@@ -145,7 +145,8 @@ class Sequence(BaseModel):
 class Application(BaseModel):
     """An applicant's documents record, with the state of their reminder sequence."""
 
-    model_config = ConfigDict(frozen=True)
+    # Built on first use, not at import (cold start): `EmailStr` loads email-validator then.
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     applicant_id: str = Field(pattern=APPLICANT_ID)
     email: EmailStr = Field(repr=False)
