@@ -18,14 +18,17 @@ Parameters:
   Size: {Type: Number, Default: 3, MaxValue: 10}
   Shared: {Type: CommaDelimitedList}
   Extra: {Type: String, Default: ""}
+  Age: {Type: String, Default: ""}
 Conditions:
   HasExtra: !Not [!Equals [!Ref Extra, ""]]
+  HasAge: !Not [!Equals [!Ref Age, ""]]
 Resources:
   Queue:
     Type: AWS::SQS::Queue
     Properties:
       QueueName: !Sub ${Name}-q
       DelaySeconds: !Ref Size
+      MessageRetentionPeriod: !If [HasAge, !Ref Age, 60]
       Tags: [{Key: table, Value: !Select [1, !Ref Shared]}]
   Policy:
     Type: AWS::IAM::Policy
@@ -102,6 +105,17 @@ def test_a_condition_on_a_passed_value_is_decided(tmp_path: Path) -> None:
     # And the policy's Sub holds the parent's text, its ${Table.Arn} left to the stack
     document = inlined["Resources"]["MailPolicy"]["Properties"]["PolicyDocument"]
     assert document == {"Fn::Sub": '{"Statement": [{"Resource": "${Table.Arn}"}]}'}
+
+
+@pytest.mark.parametrize(("age", "retention"), [(None, 60), ("120", "120")])
+def test_a_condition_on_a_literal_is_resolved_as_deployed(
+    tmp_path: Path, age: str | None, retention: Any
+) -> None:
+    # Given a block that passes Age, or leaves it to its default ""
+    given = {"Name": "mail", "Shared": SHARED} | ({"Age": age} if age else {})
+    # When inlined, Then the `Fn::If` on it reads as CloudFormation resolves it
+    queue = inline(tmp_path, given)["Resources"]["MailQueue"]["Properties"]
+    assert queue["MessageRetentionPeriod"] == retention
 
 
 @pytest.mark.parametrize(

@@ -146,7 +146,8 @@ def test_every_alarm_notifies_the_alarm_topic_and_keeps_quiet_when_idle(name: st
     threshold = float(_parameter_default(alarm["Threshold"]))
     if alarm["MetricName"] == "ApproximateAgeOfOldestMessage":
         assert alarm["Statistic"] == "Maximum"
-        assert 0 < threshold <= 300
+        # (the nightly batch's queue holds a backlog by design: its block allows 2 hours)
+        assert 0 < threshold <= (7200 if name.startswith("Nightly") else 300)
         assert alarm["Period"] * alarm["EvaluationPeriods"] <= 300
     else:
         assert threshold == 0

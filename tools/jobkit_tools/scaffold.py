@@ -31,7 +31,8 @@ def block(name: str) -> str:
         Jobkit: !GetAtt JobkitSettings.Value
         Description: The {name} worker (jobkit {name}.* job types).
         # Optional (defaults): Timeout 30, VisibilityTimeout 180 (>= 6 x Timeout),
-        # MaximumConcurrency 5, BatchSize 10, MaxReceiveCount 10, MemorySize 256;
+        # MaximumConcurrency 5, BatchSize 10, MaxReceiveCount 10, MemorySize 256,
+        # QueueAgeAlarmSeconds (the stack's);
         # Config '{{"MY_SETTING": "value"}}' (environment); Permissions '[{{IAM statement}}]'.
 
 """

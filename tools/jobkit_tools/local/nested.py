@@ -68,7 +68,7 @@ def inline_applications(
         for name, output in nested.get("Outputs", {}).items():
             outputs[f"{logical_id}.Outputs.{name}"] = rename(output["Value"])
             inlined.setdefault("Outputs", {})[logical_id + name] = rename(output)
-    return _replace_output_refs(inlined, outputs)
+    return _decide_ifs(_replace_output_refs(inlined, outputs))
 
 
 def _parameters(
@@ -217,6 +217,42 @@ def _equals(left: Any, right: Any) -> dict[str, Any]:
         if other == "" and text is not None and _SUB_VARIABLE.sub("", text):
             return {"Fn::Equals": ["sub", ""]}
     return {"Fn::Equals": [left, right]}
+
+
+def _static(condition: Any) -> bool | None:
+    """A condition's value when it compares literals only (`Fn::Not`, `Fn::Equals`), else
+    None: a worker block's conditions are on what the block passes, mostly literals."""
+    if not isinstance(condition, dict) or len(condition) != 1:
+        return None
+    ((key, value),) = condition.items()
+    if key == "Fn::Not":
+        inner = _static(value[0])
+        return None if inner is None else not inner
+    if key == "Fn::Equals" and all(isinstance(v, str | int | float) for v in value):
+        return str(value[0]) == str(value[1])
+    return None
+
+
+def _decide_ifs(template: dict[str, Any]) -> dict[str, Any]:
+    """Each `Fn::If` on a condition decided by literals, replaced by its branch (as
+    CloudFormation would resolve it), so the template reads as deployed."""
+    decided = {
+        name: value
+        for name, condition in template.get("Conditions", {}).items()
+        if (value := _static(condition)) is not None
+    }
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, list):
+            return [walk(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        branches = node.get("Fn::If") if len(node) == 1 else None
+        if isinstance(branches, list) and branches[0] in decided:
+            return walk(branches[1] if decided[branches[0]] else branches[2])
+        return {key: walk(value) for key, value in node.items()}
+
+    return {**template, "Resources": walk(template["Resources"])}
 
 
 def _rebase_code(resource: dict[str, Any], nested_dir: Path, root: Path) -> None:
