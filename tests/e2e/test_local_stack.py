@@ -6,6 +6,7 @@ The stack runs with the SES throttling proxy in front of the email function, as 
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -203,3 +204,25 @@ def test_a_raw_envelope_with_an_invalid_address_fails_into_the_dlq(
 
     message = wait_until(dead_letter, 10, what="the dead letter")
     assert "invalid payload" in message["MessageAttributes"]["jobkit-reason"]["StringValue"]
+
+
+def test_a_paused_queue_holds_its_jobs_until_it_is_resumed(
+    producer: Jobkit, jobkit_stack: LocalStack
+) -> None:
+    # Given the email queue paused (its event source mapping disabled), and its poller seeing it
+    (poller,) = [p for p in jobkit_stack.pollers if p.function.logical_id == "EmailFunction"]
+    assert producer.pause_queue("email") == ["Disabled"]
+    try:
+        wait_until(poller.paused.is_set, 15, what="the poller to hold off")
+        # When a job is enqueued and a few of the poller's looks go by
+        job_id = f"paused-{uuid.uuid4().hex[:8]}"
+        producer.enqueue(SEND_WELCOME, {"to": f"{job_id}@example.com", "name": "P"}, job_id=job_id)
+        time.sleep(3)  # what is checked is that nothing happens: three of the poller's looks
+        assert poller.paused.is_set()
+        # Then it has not run: still queued, its message waiting
+        assert producer.get_job(job_id).state.value == "queued"  # type: ignore[union-attr]
+    finally:
+        # When the queue is resumed
+        assert producer.resume_queue("email") == ["Enabled"]
+    # Then the job runs
+    assert finished(producer, job_id).state.value == "succeeded"

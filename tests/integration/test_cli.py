@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import os
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner, Result
@@ -10,6 +13,7 @@ from typer.testing import CliRunner, Result
 from jobkit.worker import Worker
 from jobkit_apps.email import SEND_INVITE
 from jobkit_tools.cli import app
+from jobkit_tools.discover import find, local_state
 from tests.conftest import Stack, lambda_context, sqs_event
 
 runner = CliRunner()
@@ -53,6 +57,14 @@ def test_enqueue_then_status_and_jobs_show_the_job(env: Stack) -> None:
     listed = runner.invoke(app, ["jobs", "--type", "email.send_invite"])
     assert "inv-1" in listed.output
     assert "succeeded" in listed.output
+    # And `--json` prints one job a line, its payload's address masked, as `status` does
+    as_json = runner.invoke(app, ["jobs", "--queue", "email", "--id-prefix", "inv-", "--json"])
+    (line,) = as_json.output.splitlines()
+    assert json.loads(line)["id"] == "inv-1"
+    assert json.loads(line)["payload"]["to"] == "a***@e***.com"
+    shown = runner.invoke(app, ["status", "inv-1"])
+    assert json.loads(shown.output)["payload"]["to"] == "a***@e***.com"
+    assert "ada@example.com" not in shown.output + as_json.output
 
 
 def test_invalid_payload_is_a_clear_error_and_nothing_is_sent(env: Stack) -> None:
@@ -97,6 +109,46 @@ def test_no_stack_anywhere_is_a_clear_message(
     # Then it says how to get one
     assert result.exit_code == 2
     assert "jobkit dev" in result.output
+
+
+def test_no_stack_says_where_it_looked_for_a_local_one(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Given a folder with no local stack in it or above it
+    monkeypatch.delenv("JOBKIT_TABLE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    # When a command needs the stack, Then it names the folder it searched from
+    result = runner.invoke(app, ["jobs"])
+    assert result.exit_code == 2
+    assert str(tmp_path.resolve()) in " ".join(result.output.split())
+
+
+def test_a_running_local_stack_is_found_from_any_folder_inside_the_project(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Given a project whose local stack is running (its state file, this process as its pid)
+    state = tmp_path / ".jobkit" / "local.json"
+    state.parent.mkdir()
+    outputs = {"JobsTableName": stack.settings.table, "EmailQueueUrl": stack.queue_url}
+    endpoint = "http://127.0.0.1:1"
+    state.write_text(json.dumps({"pid": os.getpid(), "endpoint_url": endpoint, "outputs": outputs}))
+    nested = tmp_path / "functions" / "email"
+    nested.mkdir(parents=True)
+    monkeypatch.delenv("JOBKIT_TABLE", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    # When the CLI looks for its stack from a folder deep inside the project
+    monkeypatch.chdir(nested)
+    target = find()
+    # Then it finds that local stack
+    assert target.endpoint_url == endpoint
+    assert target.settings.table == stack.settings.table
+    assert local_state() == state
+
+
+def test_version_prints_the_installed_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"jobkit {importlib.metadata.version('jobkit')}"
 
 
 def test_schema_exports_the_payload_contract() -> None:

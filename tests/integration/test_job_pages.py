@@ -72,3 +72,22 @@ def test_a_page_that_cannot_be_written_loses_no_job(
     assert receive_now(stack) == []
     # And the worker said so, once
     assert stdout.readouterr().out.count("job page not written") == 1
+
+
+def test_listings_filter_by_id_prefix_and_enqueue_time(stack: Stack) -> None:
+    # Given jobs of two id families, enqueued one after the other, all run
+    for i in range(3):
+        stack.client.enqueue(ECHO, payload(i), job_id=f"invoice-{i}")
+    middle = stack.client.get_job("invoice-1")
+    assert middle is not None
+    for i in range(3):
+        stack.client.enqueue(ECHO, payload(i), job_id=f"receipt-{i}")
+    deliver(stack, make_worker(stack, Runs()), receive_now(stack))
+    # When listing by id prefix, and by enqueue time
+    invoices = stack.client.list_jobs(id_prefix="invoice-")
+    since = stack.client.list_jobs(id_prefix="invoice-", created_after=middle.created_at)
+    before = stack.client.list_jobs(created_before=middle.created_at)
+    # Then each has what it asked for, newest first
+    assert [j.id for j in invoices] == ["invoice-2", "invoice-1", "invoice-0"]
+    assert [j.id for j in since] == ["invoice-2", "invoice-1"]
+    assert [j.id for j in before] == ["invoice-0"]

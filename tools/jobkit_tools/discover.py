@@ -51,11 +51,23 @@ def settings_from_outputs(outputs: dict[str, str]) -> Settings:
     )
 
 
-def find(stack_name: str | None = None, state_file: Path = LOCAL_STATE) -> Target:
-    """The environment wins (JOBKIT_TABLE set), then a running local stack, then CloudFormation."""
+def local_state(start: Path | None = None) -> Path | None:
+    """The `.jobkit/local.json` of the project this folder is in: here or in a parent folder
+    (None: there is none)."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / LOCAL_STATE).is_file():
+            return folder / LOCAL_STATE
+    return None
+
+
+def find(stack_name: str | None = None, state_file: Path | None = None) -> Target:
+    """The environment wins (JOBKIT_TABLE set), then a running local stack (its state file in
+    this folder or a parent), then CloudFormation."""
     if os.environ.get("JOBKIT_TABLE") and not stack_name:
         return Target("settings from the environment", Settings())
-    if state_file.exists() and not stack_name:
+    state_file = state_file or local_state()
+    if state_file is not None and state_file.exists() and not stack_name:
         state = json.loads(state_file.read_text())
         if not _alive(state.get("pid")):  # left behind by a dev process that was killed
             return _deployed(os.environ.get("JOBKIT_STACK", "jobkit-dev"))
@@ -91,9 +103,10 @@ def _deployed(stack_name: str) -> Target:
         stacks = boto3.client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"]
     except (BotoCoreError, ClientError) as exc:
         raise StackNotFoundError(
-            f"no jobkit stack found: no local stack is running (start one with `jobkit dev`) "
-            f"and the deployed stack {stack_name!r} could not be read ({exc}). Deploy with "
-            f"`sam deploy --guided`, or pass --stack NAME."
+            f"no jobkit stack found: no local stack is running (looked for "
+            f"{LOCAL_STATE} in {Path.cwd().resolve()} and its parents; start one with "
+            f"`jobkit dev` in the project's folder) and the deployed stack {stack_name!r} could "
+            f"not be read ({exc}). Deploy with `sam deploy --guided`, or pass --stack NAME."
         ) from None
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
     return Target(f"stack {stack_name}", settings_from_outputs(outputs))

@@ -3,10 +3,18 @@ now, retry a failed job, redrive a dead-letter queue."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
-from jobkit import queues, schedules
-from jobkit.errors import EnqueueError, InvalidRequestError, InvalidStateError, JobNotFoundError
+from jobkit import mappings, queues, schedules
+from jobkit.errors import (
+    EnqueueError,
+    InvalidRequestError,
+    InvalidStateError,
+    JobkitError,
+    JobNotFoundError,
+)
 from jobkit.jobs import JobType, Retention, get_job_type, registered_job_types
 from jobkit.models import Envelope, Job, JobState, check_job_id, utcnow
 from jobkit.redact import redact
@@ -16,10 +24,26 @@ from jobkit.store_pages import JobPages
 
 
 @dataclass(frozen=True)
+class BulkResult:
+    """What a bulk retry or cancel did: the jobs it matched, those it changed, and those it
+    could not (id, why: another operator or a worker got there first, an AWS error)."""
+
+    matched: list[str]
+    done: list[str]
+    failed: list[tuple[str, str]]
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
 class RedriveResult:
     queue: str
     moved: int | None  # None: an asynchronous StartMessageMoveTask is moving them
     task_handle: str | None = None
+    # A filtered, limited or dry-run redrive (`jobkit.dead_letter_calls`): of the messages
+    # read, how many matched, and how many were left in the DLQ (None: the whole DLQ moved).
+    matched: int | None = None
+    left: int | None = None
+    dry_run: bool = False
 
 
 class AdminCalls:
@@ -38,11 +62,17 @@ class AdminCalls:
         job_type: JobType | str | None = None,
         limit: int = 50,
         queue: str | None = None,
+        *,
+        id_prefix: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
     ) -> list[Job]:
         """Newest first; never a Scan. Off-happy-path states (scheduled, retrying, failed,
         cancelled) come from the job log's sparse `by_state` index at once; the rest from the
         pages worker batches write (`jobkit.store_pages`), so a job is listed from its claim
-        on. Without a queue or type, the queues of the types declared in this process."""
+        on. Without a queue or type, the queues of the types declared in this process.
+        `id_prefix` and the created-time bounds filter what those return (a rare match among
+        many recent jobs may need a larger `limit`)."""
         try:
             wanted = JobState(state) if state is not None else None
         except ValueError:
@@ -52,7 +82,8 @@ class AdminCalls:
             raise InvalidRequestError(f"limit is a positive whole number, not {limit!r}")
         declared = get_job_type(job_type) if job_type is not None else None
         type_name = declared.name if declared else None
-        fetch = limit if wanted is None and type_name is None else limit * 10
+        narrowed = id_prefix or created_after or created_before
+        fetch = limit if wanted is None and type_name is None and not narrowed else limit * 10
         by_state = wanted in INDEXED_STATES
         if wanted is not None and by_state:
             keys = [job_id for _, job_id in self.log.query_index(BY_STATE, wanted.value, fetch)]
@@ -68,6 +99,9 @@ class AdminCalls:
             if (wanted is None or job.state == wanted)
             and (type_name is None or job.type == type_name)
             and (queue is None or job.queue == queue)
+            and job.id.startswith(id_prefix or "")
+            and (created_after is None or job.created_at >= created_after)
+            and (created_before is None or job.created_at < created_before)
         ]
         return selected[:limit]
 
@@ -79,6 +113,71 @@ class AdminCalls:
             (entry for name in queues for entry in pages.newest(name, limit)), reverse=True
         )
         return [job_id for _, kind, job_id in found if type_name is None or kind == type_name]
+
+    def retry_many(
+        self,
+        job_type: JobType | str | None = None,
+        *,
+        queue: str | None = None,
+        id_prefix: str | None = None,
+        limit: int = 100,
+        dry_run: bool = False,
+    ) -> BulkResult:
+        """`retry` each failed job that matches (newest first, up to `limit`); `dry_run` only
+        says which would be retried."""
+        found = self.list_jobs(JobState.FAILED, job_type, limit, queue, id_prefix=id_prefix)
+        return self._each([j.id for j in found], self.retry, dry_run)
+
+    def cancel_many(
+        self,
+        job_type: JobType | str | None = None,
+        *,
+        queue: str | None = None,
+        id_prefix: str | None = None,
+        limit: int = 100,
+        dry_run: bool = False,
+    ) -> BulkResult:
+        """`cancel` each scheduled or retrying job that matches (newest first, up to `limit`
+        of each state); `dry_run` only says which would be cancelled. A queued job waiting in
+        its queue is not listed, so not reached: pause the queue to hold those."""
+        ids = [
+            job.id
+            for state in (JobState.SCHEDULED, JobState.RETRYING)
+            for job in self.list_jobs(state, job_type, limit, queue, id_prefix=id_prefix)
+        ]
+        return self._each(ids, self.cancel, dry_run)
+
+    @staticmethod
+    def _each(ids: list[str], action: Callable[[str], Job], dry_run: bool) -> BulkResult:
+        if dry_run:
+            return BulkResult(matched=ids, done=[], failed=[], dry_run=True)
+        done: list[str] = []
+        failed: list[tuple[str, str]] = []
+        for job_id in ids:
+            try:
+                action(job_id)
+            except JobkitError as exc:  # one job's refusal or AWS error: the others go on
+                failed.append((job_id, str(exc)))
+            else:
+                done.append(job_id)
+        return BulkResult(matched=ids, done=done, failed=failed)
+
+    def pause_queue(self, queue: str) -> list[str]:
+        """Stop the queue's worker from receiving: its event source mapping is disabled, the
+        messages wait in SQS (jobs already running finish). Returns the mappings' states."""
+        return self._switch(queue, enabled=False)
+
+    def resume_queue(self, queue: str) -> list[str]:
+        """Let the queue's worker receive again (its event source mapping is enabled)."""
+        return self._switch(queue, enabled=True)
+
+    def _switch(self, queue: str, *, enabled: bool) -> list[str]:
+        found = mappings.of_queue(queues.queue_arn(self.settings.queue_url_of(queue)))
+        if not found:
+            raise InvalidRequestError(
+                f"no event source mapping reads queue {queue!r}: is its worker deployed?"
+            )
+        return [mappings.set_enabled(m["UUID"], enabled) for m in found]
 
     def cancel(self, job_id: str) -> Job:
         """Cancel a scheduled, queued or retrying job (deleting its schedule, if any). A

@@ -2,7 +2,8 @@
 recurring schedules.
 
 `Jobkit` is one handle on all of it; its calls live by kind in `jobkit.producer_calls`
-(enqueue), `jobkit.admin_calls` (jobs already enqueued) and `jobkit.schedule_calls`
+(enqueue), `jobkit.admin_calls` (jobs already enqueued), `jobkit.dead_letter_calls`
+(dead-letter queues), `jobkit.overview` (queue and state counts) and `jobkit.schedule_calls`
 (recurring schedules). Every error they raise is a `JobkitError`: the adapters they call turn
 AWS failures into `ServiceError`s.
 """
@@ -10,6 +11,8 @@ AWS failures into `ServiceError`s.
 from __future__ import annotations
 
 from jobkit.admin_calls import AdminCalls, RedriveResult
+from jobkit.dead_letter_calls import DeadLetter, DeadLetterCalls
+from jobkit.overview import JobCounts, OverviewCalls, QueueOverview
 from jobkit.producer_calls import (
     MAX_DELAY,
     Delay,
@@ -25,18 +28,21 @@ from jobkit.store import JobLog
 
 __all__ = [
     "MAX_DELAY",
+    "DeadLetter",
     "Delay",
     "EnqueueManyResult",
     "EnqueueOutcome",
     "EnqueueRequest",
+    "JobCounts",
     "Jobkit",
+    "QueueOverview",
     "RedriveResult",
     "default_client",
     "due_time",
 ]
 
 
-class Jobkit(ProducerCalls, AdminCalls, ScheduleCalls):
+class Jobkit(ProducerCalls, DeadLetterCalls, AdminCalls, OverviewCalls, ScheduleCalls):
     """A producer's handle on the stack. Cheap to create; clients are shared per process."""
 
     def __init__(self, settings: Settings | None = None) -> None:

@@ -1,5 +1,5 @@
-"""SQS adapter: send jobs, back off, dead-letter, move dead letters back. A failed AWS call
-comes out as a `ServiceError`."""
+"""SQS adapter: send jobs, back off, dead-letter, move dead letters back, count messages, look
+into a queue without consuming it, purge. A failed AWS call comes out as a `ServiceError`."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from jobkit.errors import ServiceError
 from jobkit.models import SQS_MAX_DELAY_SECONDS
 
 if TYPE_CHECKING:
+    from mypy_boto3_sqs.literals import QueueAttributeNameType
     from mypy_boto3_sqs.type_defs import MessageAttributeValueTypeDef
 
 # SQS caps a visibility timeout at 12 hours.
@@ -173,6 +174,34 @@ def start_move_task(source_arn: str, destination_arn: str) -> str | None:
     return response["TaskHandle"]
 
 
+# SQS's approximate message counts, by the names `approximate_counts` gives them.
+_COUNTS: dict[str, QueueAttributeNameType] = {
+    "waiting": "ApproximateNumberOfMessages",
+    "in_flight": "ApproximateNumberOfMessagesNotVisible",
+    "delayed": "ApproximateNumberOfMessagesDelayed",
+}
+_NO_QUEUE = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
+
+
+@aws.service_errors
+def approximate_counts(queue_url: str) -> dict[str, int] | None:
+    """{"waiting", "in_flight", "delayed": SQS's approximate counts} of a queue (one
+    GetQueueAttributes), or None if there is no such queue."""
+    from botocore.exceptions import ClientError
+
+    try:
+        response = aws.sqs().get_queue_attributes(
+            QueueUrl=queue_url,
+            AttributeNames=list(_COUNTS.values()),
+        )
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in _NO_QUEUE:
+            return None
+        raise
+    found = response.get("Attributes", {})
+    return {name: int(found.get(attribute, "0")) for name, attribute in _COUNTS.items()}
+
+
 @dataclass(frozen=True)
 class Received:
     body: str
@@ -198,3 +227,60 @@ def delete_many(queue_url: str, receipt_handles: list[str]) -> None:
             for i, h in enumerate(receipt_handles[start : start + BATCH_ENTRIES])
         ]
         aws.sqs().delete_message_batch(QueueUrl=queue_url, Entries=entries)
+
+
+@dataclass(frozen=True)
+class Peeked:
+    """A message received to be looked at, with what SQS says about it."""
+
+    message_id: str
+    body: str
+    receipt_handle: str
+    attributes: dict[str, str]  # its message attributes' string values
+    sent_timestamp_ms: int
+    receive_count: int
+
+
+@aws.service_errors
+def receive_peeked(queue_url: str, visibility: int = 30) -> list[Peeked]:
+    """One ReceiveMessage of up to 10 messages (no waiting), hidden for `visibility` seconds:
+    give them back with `release`."""
+    response = aws.sqs().receive_message(
+        QueueUrl=queue_url,
+        MaxNumberOfMessages=BATCH_ENTRIES,
+        WaitTimeSeconds=0,
+        VisibilityTimeout=visibility,
+        MessageAttributeNames=["All"],
+        MessageSystemAttributeNames=["SentTimestamp", "ApproximateReceiveCount"],
+    )
+    return [
+        Peeked(
+            message_id=m["MessageId"],
+            body=m["Body"],
+            receipt_handle=m["ReceiptHandle"],
+            attributes={
+                name: value.get("StringValue", "")
+                for name, value in m.get("MessageAttributes", {}).items()
+            },
+            sent_timestamp_ms=int(m.get("Attributes", {}).get("SentTimestamp", "0")),
+            receive_count=int(m.get("Attributes", {}).get("ApproximateReceiveCount", "0")),
+        )
+        for m in response.get("Messages", [])
+    ]
+
+
+@aws.service_errors
+def release(queue_url: str, receipt_handles: list[str]) -> None:
+    """Make received messages visible again at once (ChangeMessageVisibilityBatch, 0)."""
+    for start in range(0, len(receipt_handles), BATCH_ENTRIES):
+        entries: list[Any] = [
+            {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": 0}
+            for i, h in enumerate(receipt_handles[start : start + BATCH_ENTRIES])
+        ]
+        aws.sqs().change_message_visibility_batch(QueueUrl=queue_url, Entries=entries)
+
+
+@aws.service_errors
+def purge(queue_url: str) -> None:
+    """PurgeQueue: every message in the queue is deleted (SQS takes up to a minute)."""
+    aws.sqs().purge_queue(QueueUrl=queue_url)

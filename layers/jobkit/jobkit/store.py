@@ -230,6 +230,28 @@ class JobLog(Claims, Outcomes):
         found.sort(reverse=newest_first)
         return found
 
+    @aws.service_errors
+    def count_index(self, index: str, key: str) -> int:
+        """How many items of state `key` the sparse `index` holds: one `Select=COUNT` Query
+        per shard (paged through `LastEvaluatedKey`), no item read."""
+        total = 0
+        for shard in range(INDEX_SHARDS):
+            kwargs: dict[str, Any] = {
+                "TableName": self.table,
+                "IndexName": index,
+                "KeyConditionExpression": "#k = :v",
+                "ExpressionAttributeNames": {"#k": "state_shard"},
+                "ExpressionAttributeValues": {":v": s(f"{key}#{shard}")},
+                "Select": "COUNT",
+            }
+            while True:
+                response = aws.dynamodb().query(**kwargs)
+                total += response.get("Count", 0)
+                if "LastEvaluatedKey" not in response:
+                    break
+                kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return total
+
     def _query(
         self, index: str, attr: str, value: str, limit: int, newest_first: bool
     ) -> Iterator[dict[str, Any]]:

@@ -38,6 +38,8 @@ log = logging.getLogger("jobkit.local")
 
 INIT_TIMEOUT_S = 10.0  # Lambda's init phase limit; `init_timeout` below stretches it on slow CI
 RECEIVE_WAIT_S = 1  # short long-polls, so stopping never waits on a 20 s receive
+# How often a poller looks whether its mapping was disabled (a paused queue) or enabled.
+ENABLED_CHECK_S = 1.0
 DEFAULT_MAX_CONCURRENCY = 5  # a mapping without ScalingConfig; AWS would go up to 1,000
 
 
@@ -113,6 +115,10 @@ class QueuePoller:
         self.stats = MappingStats()
         self._write_log = write_log
         self._sqs = client("sqs", endpoint_url)
+        self._lambda = client("lambda", endpoint_url)
+        self._enabled_checked = 0.0  # monotonic time of the last look at the mapping's state
+        self._enabled = True
+        self.paused = threading.Event()  # set while the poller holds off: its mapping disabled
         self._slots = threading.Semaphore(self.concurrency)
         self._idle: list[Container] = []
         self._all: list[Container] = []
@@ -184,6 +190,11 @@ class QueuePoller:
 
     def _poll(self) -> None:
         while not self._stopping.is_set():
+            if not self._is_enabled():  # paused (`jobkit queues pause`): receive nothing
+                self.paused.set()
+                self._stopping.wait(ENABLED_CHECK_S)
+                continue
+            self.paused.clear()
             if not self._slots.acquire(timeout=0.5):
                 continue
             try:
@@ -203,13 +214,26 @@ class QueuePoller:
             self._inflight = [t for t in self._inflight if t.is_alive()] + [thread]
             thread.start()
 
+    def _is_enabled(self) -> bool:
+        """The mapping's `Enabled`, as Lambda has it, looked at every ENABLED_CHECK_S."""
+        now = time.monotonic()
+        if now - self._enabled_checked >= ENABLED_CHECK_S:
+            self._enabled_checked = now
+            try:
+                state = self._lambda.get_event_source_mapping(UUID=self.mapping.uuid)["State"]
+            except Exception as error:  # moto restarting: keep the last known state
+                log.warning("%s: mapping state unknown: %s", self.function.logical_id, error)
+            else:
+                self._enabled = state in ("Enabled", "Enabling", "Creating", "Updating")
+        return self._enabled
+
     def _collect(self) -> list[dict[str, Any]]:
         """One batch: up to BatchSize records, or what arrived before the window closed."""
         size = self.mapping.batch_size
         window = self.mapping.batching_window
         messages: list[dict[str, Any]] = []
         window_closes: float | None = None
-        while len(messages) < size and not self._stopping.is_set():
+        while len(messages) < size and not self._stopping.is_set() and self._is_enabled():
             # Short receives, so a stop never waits long; the window opens with the first record.
             wait = RECEIVE_WAIT_S
             if window_closes is not None:

@@ -48,8 +48,32 @@ def sent_emails() -> list[dict[str, Any]]:
     return sent
 
 
+class _NoInvocations(dict[str, Any]):
+    """A queue's event source mappings as moto's SQS sees them: none. Moto would receive a
+    queue's messages and invoke its function (in Docker) on every SendMessage while a mapping
+    is enabled; the local stack's pollers (esm.py) do that instead, so a mapping's `Enabled`
+    stays what it is on AWS: whether the queue is paused (`jobkit queues pause`)."""
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        pass
+
+
+def keep_queues_from_invoking() -> None:
+    """Give every moto queue `_NoInvocations` (written by hand: moto has no switch for it)."""
+    from moto.sqs import models
+
+    original = models.Queue.__init__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        self.lambda_event_source_mappings = _NoInvocations()
+
+    models.Queue.__init__ = init  # type: ignore[method-assign]
+
+
 def main() -> int:
     """Serve moto on 127.0.0.1 until stdin reaches EOF."""
+    keep_queues_from_invoking()
     # Imported here: the module docstring and `-P` keep this file importable without moto.
     from moto.moto_server.werkzeug_app import (
         DomainDispatcherApplication,

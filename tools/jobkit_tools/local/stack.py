@@ -334,12 +334,10 @@ def _read_functions(
 
 
 def _read_mappings(functions: list[FunctionSpec], endpoint_url: str) -> list[QueueMappingSpec]:
-    """Read the SQS event source mappings back, then switch them off in moto.
-
-    Moto would otherwise try to invoke the function itself (in Docker) on every SendMessage;
-    the local runner (`esm.py`) polls on the mapping's behalf instead. A queue whose visibility
-    timeout is below the function's timeout is refused, as AWS refuses that mapping.
-    """
+    """Read the SQS event source mappings back (moto's queues never invoke a function
+    themselves: see motoserver.py; the local runner, `esm.py`, polls on each mapping's behalf
+    while it is enabled). A queue whose visibility timeout is below the function's timeout is
+    refused, as AWS refuses that mapping."""
     lam = client("lambda", endpoint_url)
     sqs = client("sqs", endpoint_url)
     mappings = []
@@ -350,10 +348,10 @@ def _read_mappings(functions: list[FunctionSpec], endpoint_url: str) -> list[Que
             if arn.split(":")[2] != "sqs":
                 log.warning("local stack: %s: source %s is not SQS; not polled", function.name, arn)
                 continue
-            if esm.get("State") == "Enabled":
-                lam.update_event_source_mapping(UUID=esm["UUID"], Enabled=False)
-            else:
-                continue  # disabled in the template: not polled on AWS either
+            if esm.get("State") != "Enabled":
+                # moto creates a template's mapping disabled; CloudFormation's default is
+                # enabled (a template's `Enabled: false` is not honoured here)
+                lam.update_event_source_mapping(UUID=esm["UUID"], Enabled=True)
             concurrency = esm.get("ScalingConfig", {}).get("MaximumConcurrency")
             queue_url = sqs.get_queue_url(QueueName=arn.split(":")[-1])["QueueUrl"]
             attributes = sqs.get_queue_attributes(

@@ -1,0 +1,99 @@
+"""Retry and cancel in bulk, by filter, after a dry run: the library and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from jobkit import JobState, PermanentError
+from jobkit_tools.cli import app
+from tests.conftest import Stack
+
+from .test_core_support import ECHO, OTHER, deliver, make_worker, payload, receive_now
+
+runner = CliRunner()
+
+
+def fail(p: object, ctx: object) -> None:
+    raise PermanentError("no")
+
+
+@pytest.fixture
+def failed(stack: Stack) -> Stack:
+    """Three failed jobs: two `ECHO` ones named `bill-*`, one `OTHER`."""
+    stack.client.enqueue(ECHO, payload(1), job_id="bill-1")
+    stack.client.enqueue(ECHO, payload(2), job_id="bill-2")
+    stack.client.enqueue(OTHER, payload(3), job_id="ship-1")
+    worker = make_worker(stack, fail)
+    worker.processor(OTHER)(fail)
+    deliver(stack, worker, receive_now(stack))
+    return stack
+
+
+def test_a_dry_run_says_which_and_changes_nothing_then_the_retry_does(failed: Stack) -> None:
+    # When a bulk retry of one type is only tried
+    dry = failed.client.retry_many(ECHO, dry_run=True)
+    # Then it names those two, and they are still failed
+    assert sorted(dry.matched) == ["bill-1", "bill-2"] and dry.done == [] and dry.dry_run
+    assert failed.client.get_job("bill-1").state is JobState.FAILED  # type: ignore[union-attr]
+    # When it is done for real
+    done = failed.client.retry_many(ECHO)
+    # Then those two are queued again with fresh attempts, and the other one is untouched
+    assert sorted(done.done) == ["bill-1", "bill-2"] and done.failed == []
+    states = {i: failed.client.get_job(i).state for i in ("bill-1", "bill-2", "ship-1")}  # type: ignore[union-attr]
+    assert states == {
+        "bill-1": JobState.QUEUED,
+        "bill-2": JobState.QUEUED,
+        "ship-1": JobState.FAILED,
+    }
+
+
+def test_bulk_cancel_reaches_scheduled_jobs_by_id_prefix(stack: Stack) -> None:
+    # Given two jobs due in an hour, and one due now
+    stack.client.enqueue(ECHO, payload(1), job_id="later-1", delay=600)
+    stack.client.enqueue(ECHO, payload(2), job_id="later-2", delay=600)
+    stack.client.enqueue(ECHO, payload(3), job_id="now-1")
+    # When the scheduled ones named `later-` are cancelled in bulk
+    result = stack.client.cancel_many(id_prefix="later-")
+    # Then both are cancelled, and the other is not touched
+    assert sorted(result.done) == ["later-1", "later-2"]
+    assert stack.client.get_job("later-1").state is JobState.CANCELLED  # type: ignore[union-attr]
+    assert stack.client.get_job("now-1").state is JobState.QUEUED  # type: ignore[union-attr]
+
+
+@pytest.fixture
+def cli_env(failed: Stack, monkeypatch: pytest.MonkeyPatch) -> Stack:
+    monkeypatch.setenv("JOBKIT_TABLE", failed.settings.table)
+    monkeypatch.setenv("JOBKIT_PAGES_TABLE", failed.settings.pages_table)
+    monkeypatch.setenv("JOBKIT_QUEUES", json.dumps(failed.settings.queues))
+    monkeypatch.setenv("JOBKIT_DEAD_LETTER_QUEUES", json.dumps(failed.settings.dead_letter_queues))
+    monkeypatch.setenv("JOBKIT_TYPES", "tests.integration.test_core_support")
+    return failed
+
+
+def test_the_cli_retries_in_bulk_after_a_dry_run_and_a_confirmation(cli_env: Stack) -> None:
+    # When a bulk retry is only tried, Then it lists the jobs and changes nothing
+    dry = runner.invoke(app, ["retry", "--id-prefix", "bill-", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "bill-1" in dry.output and "bill-2" in dry.output and "would retry 2" in dry.output
+    assert cli_env.client.get_job("bill-1").state is JobState.FAILED  # type: ignore[union-attr]
+    # When it is asked for without confirming (no terminal), Then nothing is done, exit 2
+    refused = runner.invoke(app, ["retry", "--id-prefix", "bill-"], input="n\n")
+    assert refused.exit_code == 2
+    assert "not confirmed" in refused.output
+    assert cli_env.client.get_job("bill-1").state is JobState.FAILED  # type: ignore[union-attr]
+    # When it is confirmed, Then both are retried
+    done = runner.invoke(app, ["retry", "--id-prefix", "bill-", "--yes"])
+    assert done.exit_code == 0, done.output
+    assert "2 retried, 0 refused" in done.output
+    assert cli_env.client.get_job("bill-2").state is JobState.QUEUED  # type: ignore[union-attr]
+
+
+def test_a_bulk_action_without_an_id_or_a_filter_is_refused(cli_env: Stack) -> None:
+    for command in ("retry", "cancel"):
+        result = runner.invoke(app, [command])
+        assert result.exit_code == 2
+        assert "--all" in result.output
+        assert "Traceback" not in result.output
