@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -89,19 +91,9 @@ def cancel(
     """Cancel a scheduled, queued or retrying job; it will never run. Without an ID, cancel
     every scheduled or retrying job matching the filters (asks first, unless --yes)."""
     client, _ = client_for(stack)
-    with clear_errors():
-        if job_id is not None:
-            job = client.cancel(job_id)
-            console.print(f"{job.id} {job.state.value}")
-            return
-        _need_filter(every, job_type, queue, id_prefix)
-        found = client.cancel_many(
-            job_type, queue=queue, id_prefix=id_prefix, limit=limit, dry_run=True
-        )
-        _confirm(f"cancel {len(found.matched)} jobs", found.matched, dry_run, yes)
-        _report(
-            "cancelled", client.cancel_many(job_type, queue=queue, id_prefix=id_prefix, limit=limit)
-        )
+    one, many = client.cancel, client.cancel_many
+    filters = _Filters(job_type, queue, id_prefix, limit, every)
+    _one_or_many(job_id, one, many, filters, ("cancel", "jobs", "cancelled"), dry_run, yes)
 
 
 @app.command("run-now")
@@ -184,19 +176,42 @@ def retry(
     """Run a failed job again with fresh attempts. Without an ID, every failed job matching
     the filters (asks first, unless --yes)."""
     client, _ = client_for(stack)
+    one, many = client.retry, client.retry_many
+    filters = _Filters(job_type, queue, id_prefix, limit, every)
+    _one_or_many(job_id, one, many, filters, ("retry", "failed jobs", "retried"), dry_run, yes)
+
+
+@dataclass(frozen=True)
+class _Filters:
+    job_type: str | None
+    queue: str | None
+    id_prefix: str | None
+    limit: int
+    every: bool
+
+
+def _one_or_many(
+    job_id: str | None,
+    one: Callable[[str], Job],
+    many: Callable[..., BulkResult],
+    where: _Filters,
+    words: tuple[str, str, str],
+    dry_run: bool,
+    yes: bool,
+) -> None:
+    """`one(job_id)`, or `many(...)` over the jobs the filters match, after saying which and
+    asking (`words`: the verb, what it acts on, the past tense)."""
+    verb, things, done_as = words
     with clear_errors():
         if job_id is not None:
-            job = client.retry(job_id)
+            job = one(job_id)
             console.print(f"{job.id} {job.state.value}")
             return
-        _need_filter(every, job_type, queue, id_prefix)
-        found = client.retry_many(
-            job_type, queue=queue, id_prefix=id_prefix, limit=limit, dry_run=True
-        )
-        _confirm(f"retry {len(found.matched)} failed jobs", found.matched, dry_run, yes)
-        _report(
-            "retried", client.retry_many(job_type, queue=queue, id_prefix=id_prefix, limit=limit)
-        )
+        _need_filter(where.every, where.job_type, where.queue, where.id_prefix)
+        kwargs = {"queue": where.queue, "id_prefix": where.id_prefix, "limit": where.limit}
+        found = many(where.job_type, dry_run=True, **kwargs)
+        _confirm(f"{verb} {len(found.matched)} {things}", found.matched, dry_run, yes)
+        _report(done_as, many(where.job_type, **kwargs))
 
 
 def _need_filter(every: bool, *filters: str | None) -> None:
