@@ -115,7 +115,8 @@ def test_cli_queues_prints_the_table_and_the_counts_by_state(env: Stack) -> None
     # Then it shows the email queue's row and a line of job counts
     assert result.exit_code == 0, result.output
     row = next(line for line in result.output.splitlines() if "email" in line)
-    assert [cell.strip() for cell in row.split("│")[1:-1]] == ["email", "2", "2", "1", "1"]
+    # (no worker's event source mapping reads the queue in this stack: "-")
+    assert [cell.strip() for cell in row.split("│")[1:-1]] == ["email", "2", "2", "1", "1", "-"]
     assert "jobs: scheduled 1, retrying 1, failed 1, cancelled 1" in result.output
 
 
@@ -126,7 +127,14 @@ def test_cli_queues_json_is_one_object_of_queues_and_states(env: Stack) -> None:
     assert result.exit_code == 0, result.output
     assert json.loads(result.output) == {
         "queues": [
-            {"queue": "email", "waiting": 2, "in_flight": 2, "delayed": 1, "dead_letters": 1}
+            {
+                "queue": "email",
+                "waiting": 2,
+                "in_flight": 2,
+                "delayed": 1,
+                "dead_letters": 1,
+                "paused": None,
+            }
         ],
         "states": {"scheduled": 1, "retrying": 1, "failed": 1, "cancelled": 1},
     }

@@ -47,15 +47,20 @@ def state_of(uuid: str) -> str:
 def test_pause_disables_the_queues_mapping_and_resume_enables_it(stack: Stack) -> None:
     # Given the email queue's worker mapping, enabled
     uuid = mapping_of(stack)
-    # When the queue is paused, Then its mapping is disabled (the messages wait in SQS)
+    assert stack.client.queue_overview(["email"])[0].paused is False
+    # When the queue is paused, Then its mapping is disabled (the messages wait in SQS), and
+    # the overview says so
     assert stack.client.pause_queue("email") == ["Disabled"]
     assert state_of(uuid) == "Disabled"
+    assert stack.client.queue_overview(["email"])[0].paused is True
     # When it is resumed, Then the mapping is enabled again
     assert stack.client.resume_queue("email") == ["Enabled"]
     assert state_of(uuid) == "Enabled"
+    assert stack.client.queue_overview(["email"])[0].paused is False
 
 
 def test_a_queue_no_worker_reads_cannot_be_paused(stack: Stack) -> None:
+    assert stack.client.queue_overview(["email"])[0].paused is None
     with pytest.raises(InvalidRequestError, match="no event source mapping reads queue 'email'"):
         stack.client.pause_queue("email")
 

@@ -25,13 +25,15 @@ def as_json(found: list[QueueOverview], counts: JobCounts) -> dict[str, Any]:
 
 
 def table(found: list[QueueOverview], title: str) -> Table:
-    """One row a queue: SQS's approximate counts, its DLQ's ("-": no DLQ)."""
+    """One row a queue: SQS's approximate counts, its DLQ's ("-": no DLQ), and whether its
+    worker receives ("-": no worker's mapping found)."""
     shown = Table(title=title)
-    for column in ("queue", "waiting", "in flight", "delayed", "DLQ"):
-        shown.add_column(column, justify="left" if column == "queue" else "right")
+    for column in ("queue", "waiting", "in flight", "delayed", "DLQ", "worker"):
+        shown.add_column(column, justify="right" if column not in ("queue", "worker") else "left")
     for q in found:
         dlq = "-" if q.dead_letters is None else str(q.dead_letters)
-        shown.add_row(q.queue, str(q.waiting), str(q.in_flight), str(q.delayed), dlq)
+        worker = "-" if q.paused is None else "paused" if q.paused else "running"
+        shown.add_row(q.queue, str(q.waiting), str(q.in_flight), str(q.delayed), dlq, worker)
     return shown
 
 

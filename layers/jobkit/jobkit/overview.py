@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from jobkit.errors import ConfigurationError, InvalidRequestError
+from jobkit import mappings
+from jobkit.errors import ConfigurationError, InvalidRequestError, ServiceError
 from jobkit.jobs import registered_job_types
 from jobkit.models import JobState
-from jobkit.queues import approximate_counts
+from jobkit.queues import approximate_counts, arn_of
 from jobkit.settings import Settings
 from jobkit.store import BY_STATE, JobLog
 
@@ -32,6 +33,9 @@ class QueueOverview:
     in_flight: int  # ApproximateNumberOfMessagesNotVisible: received, not yet deleted
     delayed: int  # ApproximateNumberOfMessagesDelayed
     dead_letters: int | None  # its DLQ's ApproximateNumberOfMessages; None: no DLQ
+    # its worker's event source mapping disabled (`pause_queue`); None: no mapping reads the
+    # queue, or the caller may not list them (lambda:ListEventSourceMappings)
+    paused: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -92,4 +96,16 @@ class OverviewCalls:
             in_flight=counts["in_flight"],
             delayed=counts["delayed"],
             dead_letters=dlq["waiting"] if dlq is not None else None,
+            paused=_paused(url),
         )
+
+
+def _paused(queue_url: str) -> bool | None:
+    """Whether every mapping that reads the queue is disabled (None: none, or not allowed)."""
+    try:
+        found = mappings.of_queue(arn_of(queue_url))
+    except ServiceError:  # an operator without Lambda read access still gets the counts
+        return None
+    if not found:
+        return None
+    return all(m.get("State") in ("Disabled", "Disabling") for m in found)
