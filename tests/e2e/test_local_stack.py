@@ -214,6 +214,7 @@ def test_a_paused_queue_holds_its_jobs_until_it_is_resumed(
     assert producer.pause_queue("email") == ["Disabled"]
     try:
         wait_until(poller.paused.is_set, 15, what="the poller to hold off")
+        assert producer.queue_overview(["email"])[0].paused is True
         # When a job is enqueued and a few of the poller's looks go by
         job_id = f"paused-{uuid.uuid4().hex[:8]}"
         producer.enqueue(SEND_WELCOME, {"to": f"{job_id}@example.com", "name": "P"}, job_id=job_id)
