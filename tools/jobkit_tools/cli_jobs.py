@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 
 from jobkit import JobState
-from jobkit.admin_calls import BulkResult
+from jobkit.admin_calls import BulkResult, apply_each
 from jobkit.errors import JobNotFoundError
 from jobkit.models import Job
 from jobkit.redact import redact
@@ -211,7 +211,8 @@ def _one_or_many(
         kwargs = {"queue": where.queue, "id_prefix": where.id_prefix, "limit": where.limit}
         found = many(where.job_type, dry_run=True, **kwargs)
         _confirm(f"{verb} {len(found.matched)} {things}", found.matched, dry_run, yes)
-        _report(done_as, many(where.job_type, **kwargs))
+        # on exactly the jobs shown and confirmed, not a second listing
+        _report(done_as, apply_each(found.matched, one))
 
 
 def _need_filter(every: bool, *filters: str | None) -> None:

@@ -46,6 +46,23 @@ class RedriveResult:
     dry_run: bool = False
 
 
+def apply_each(ids: list[str], action: Callable[[str], Job], dry_run: bool = False) -> BulkResult:
+    """`action(id)` for each id (a retry, a cancel); one job's refusal or AWS error does not
+    stop the others. Bulk calls use it, and the CLI on exactly the jobs it showed."""
+    if dry_run:
+        return BulkResult(matched=ids, done=[], failed=[], dry_run=True)
+    done: list[str] = []
+    failed: list[tuple[str, str]] = []
+    for job_id in ids:
+        try:
+            action(job_id)
+        except JobkitError as exc:  # one job's refusal or AWS error: the others go on
+            failed.append((job_id, str(exc)))
+        else:
+            done.append(job_id)
+    return BulkResult(matched=ids, done=done, failed=failed)
+
+
 class AdminCalls:
     """`Jobkit`'s calls on jobs already enqueued."""
 
@@ -126,7 +143,7 @@ class AdminCalls:
         """`retry` each failed job that matches (newest first, up to `limit`); `dry_run` only
         says which would be retried."""
         found = self.list_jobs(JobState.FAILED, job_type, limit, queue, id_prefix=id_prefix)
-        return self._each([j.id for j in found], self.retry, dry_run)
+        return apply_each([j.id for j in found], self.retry, dry_run)
 
     def cancel_many(
         self,
@@ -145,22 +162,7 @@ class AdminCalls:
             for state in (JobState.SCHEDULED, JobState.RETRYING)
             for job in self.list_jobs(state, job_type, limit, queue, id_prefix=id_prefix)
         ]
-        return self._each(ids, self.cancel, dry_run)
-
-    @staticmethod
-    def _each(ids: list[str], action: Callable[[str], Job], dry_run: bool) -> BulkResult:
-        if dry_run:
-            return BulkResult(matched=ids, done=[], failed=[], dry_run=True)
-        done: list[str] = []
-        failed: list[tuple[str, str]] = []
-        for job_id in ids:
-            try:
-                action(job_id)
-            except JobkitError as exc:  # one job's refusal or AWS error: the others go on
-                failed.append((job_id, str(exc)))
-            else:
-                done.append(job_id)
-        return BulkResult(matched=ids, done=done, failed=failed)
+        return apply_each(ids, self.cancel, dry_run)
 
     def pause_queue(self, queue: str) -> list[str]:
         """Stop the queue's worker from receiving: its event source mapping is disabled, the

@@ -15,13 +15,9 @@ from dataclasses import dataclass
 from jobkit import mappings
 from jobkit.errors import ConfigurationError, InvalidRequestError, ServiceError
 from jobkit.jobs import registered_job_types
-from jobkit.models import JobState
 from jobkit.queues import approximate_counts, arn_of
 from jobkit.settings import Settings
-from jobkit.store import BY_STATE, JobLog
-
-# The states `state_counts` counts: those of the sparse `by_state` index.
-COUNTED_STATES = (JobState.SCHEDULED, JobState.RETRYING, JobState.FAILED, JobState.CANCELLED)
+from jobkit.store import BY_STATE, INDEXED_STATES, JobLog
 
 
 @dataclass(frozen=True)
@@ -76,7 +72,7 @@ class OverviewCalls:
         """How many jobs are scheduled, retrying, failed and cancelled, across all queues:
         `Select=COUNT` Queries of the sparse `by_state` index (8 shards a state)."""
         counts = {
-            state.value: self.log.count_index(BY_STATE, state.value) for state in COUNTED_STATES
+            state.value: self.log.count_index(BY_STATE, state.value) for state in INDEXED_STATES
         }
         return JobCounts(**counts)
 
