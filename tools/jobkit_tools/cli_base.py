@@ -10,7 +10,6 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -22,7 +21,7 @@ from jobkit import JobkitError
 from jobkit.client import Jobkit
 from jobkit.errors import InvalidRequestError
 from jobkit.models import Job
-from jobkit_tools.discover import StackNotFoundError, Target, find
+from jobkit_tools.discover import StackNotFoundError, Target, find, project_root
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 dlq_app = typer.Typer(no_args_is_help=True, help="Dead-letter queues.")
@@ -60,8 +59,9 @@ def _options(
 
 def load_types() -> None:
     """Declare the built-in job types, each worker's in `functions/<name>/<name>_jobs.py` of the
-    project in this folder, and any listed in JOBKIT_TYPES (comma-separated modules)."""
-    for jobs in sorted(Path("functions").glob("*/*_jobs.py")):
+    project this folder is in (here or above), and any listed in JOBKIT_TYPES (comma-separated
+    modules)."""
+    for jobs in sorted((project_root() / "functions").glob("*/*_jobs.py")):
         if str(jobs.parent.resolve()) not in sys.path:
             sys.path.append(str(jobs.parent.resolve()))
         importlib.import_module(jobs.stem)

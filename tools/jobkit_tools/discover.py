@@ -51,6 +51,13 @@ def settings_from_outputs(outputs: dict[str, str]) -> Settings:
     )
 
 
+def project_root(start: Path | None = None) -> Path:
+    """The project this folder is in: the nearest folder, here or above, with a template.yaml
+    (this folder when there is none)."""
+    here = (start or Path.cwd()).resolve()
+    return next((f for f in (here, *here.parents) if (f / "template.yaml").is_file()), here)
+
+
 def local_state(start: Path | None = None) -> Path | None:
     """The `.jobkit/local.json` of the project this folder is in: here or in a parent folder
     (None: there is none)."""
