@@ -36,8 +36,15 @@ integration: $(STAMP)
 e2e: $(STAMP)
 	$(BIN)/pytest tests/e2e -q
 
-test: lint typecheck validate
-	$(BIN)/pytest -q -n 2
+# The dashboard's browser tests drive Debian's chromium (Playwright never downloads a browser).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq
+	$(if $(filter 0,$(shell id -u)),,sudo) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+# --dist loadgroup: the browser tests share one stack and one browser on one worker.
+test: lint typecheck validate $(CHROMIUM)
+	$(BIN)/pytest -q -n 2 --dist loadgroup
 
 # `make bench ONLY=throughput` (or ONLY="warm throughput") runs only those; without it, all.
 bench: $(STAMP)

@@ -64,7 +64,9 @@ def test_the_stack_deploys_template_yaml_and_exposes_its_outputs(jobkit_stack: L
         "SchedulerRoleArn",
     }
     # And every worker's queue and DLQ, each with its own output
-    for function in deployment.functions:
+    workers = [f for f in deployment.functions if "JOBKIT_WORKER_QUEUE" in f.environment]
+    assert len(workers) == len(deployment.mappings)  # (the API function has no queue)
+    for function in workers:
         name = function.environment["JOBKIT_WORKER_QUEUE"].capitalize()
         assert {f"{name}QueueUrl", f"{name}DeadLetterQueueUrl"} <= set(outputs)
     assert outputs["JobkitLayerArn"].startswith("arn:aws:lambda:us-east-1:")
@@ -226,4 +228,27 @@ def test_a_paused_queue_holds_its_jobs_until_it_is_resumed(
         # When the queue is resumed
         assert producer.resume_queue("email") == ["Enabled"]
     # Then the job runs
+    assert finished(producer, job_id).state.value == "succeeded"
+
+
+def test_the_overview_shows_how_long_the_oldest_message_has_waited(
+    producer: Jobkit, jobkit_stack: LocalStack
+) -> None:
+    # Given a job waiting in the email queue, its worker paused
+    (poller,) = [p for p in jobkit_stack.pollers if p.function.logical_id == "EmailFunction"]
+    assert producer.pause_queue("email") == ["Disabled"]
+    try:
+        wait_until(poller.paused.is_set, 15, what="the poller to hold off")
+        job_id = f"waits-{uuid.uuid4().hex[:8]}"
+        producer.enqueue(SEND_WELCOME, {"to": f"{job_id}@example.com", "name": "W"}, job_id=job_id)
+
+        # When the overview is read, then it shows the message's age from CloudWatch's metric
+        # (which the local stack publishes as SQS does), growing past zero
+        def waited() -> float | None:
+            age = producer.queue_overview(["email"])[0].oldest_age_seconds
+            return age if age is not None and age > 0 else None
+
+        assert wait_until(waited, 30, what="an age above 0") >= 1
+    finally:
+        assert producer.resume_queue("email") == ["Enabled"]
     assert finished(producer, job_id).state.value == "succeeded"

@@ -49,7 +49,7 @@ def _parameter_default(value: Any) -> Any:
     return value
 
 
-@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+@pytest.mark.parametrize("name", WORKERS)
 def test_queue_visibility_is_at_least_six_function_timeouts(name: str) -> None:
     # Given a function and its queue, with their parameters' defaults where they are parameters
     function = FUNCTIONS[name]["Properties"]
@@ -59,7 +59,7 @@ def test_queue_visibility_is_at_least_six_function_timeouts(name: str) -> None:
     assert int(_parameter_default(queue["VisibilityTimeout"])) >= 6 * timeout
 
 
-@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+@pytest.mark.parametrize("name", WORKERS)
 def test_event_source_reports_partial_failures_and_caps_concurrency(name: str) -> None:
     (event,) = FUNCTIONS[name]["Properties"]["Events"].values()
     props = event["Properties"]
@@ -68,7 +68,7 @@ def test_event_source_reports_partial_failures_and_caps_concurrency(name: str) -
     assert "ReservedConcurrentExecutions" not in FUNCTIONS[name]["Properties"]
 
 
-@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+@pytest.mark.parametrize("name", WORKERS)
 def test_redrive_is_a_crash_loop_net_above_every_attempt_count(name: str) -> None:
     # Given a worker queue's redrive policy and the job types that queue runs
     queue = QUEUES[_queue_of(FUNCTIONS[name])]["Properties"]
@@ -253,7 +253,9 @@ def test_declared_schedules_are_valid_and_send_a_job_envelope_per_run(name: str)
     job_type.validate(envelope.payload)
     queue = props["Target"]["Arn"]["Fn::GetAtt"][0]
     consumers = [
-        f for f in FUNCTIONS.values() if _queue_of({"Properties": f["Properties"]}) == queue
+        f
+        for f in (FUNCTIONS[name] for name in WORKERS)
+        if _queue_of({"Properties": f["Properties"]}) == queue
     ]
     (consumer,) = consumers
     assert (
@@ -366,7 +368,7 @@ def test_only_the_reminders_function_reads_and_updates_the_applications_table() 
     assert env["JOBKIT_APPLICATIONS_TABLE"] == {"Ref": "ApplicationsTable"}
 
 
-@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+@pytest.mark.parametrize("name", WORKERS)  # the API function's: tests/unit/test_template_api.py
 def test_schedule_rights_stop_at_the_jobs_group_and_the_scheduler_role(name: str) -> None:
     for statement in _statements(FUNCTIONS[name]):
         actions = statement["Action"]
@@ -401,7 +403,8 @@ def test_reminders_may_send_to_the_email_queue_and_its_own_only() -> None:
 def test_every_worker_finds_every_queue_by_the_stacks_naming() -> None:
     # Given each worker's queues, and the prefix every function (and so every producer in a
     # function) gets
-    for name, function in FUNCTIONS.items():
+    for name in WORKERS:
+        function = FUNCTIONS[name]
         env = function["Properties"]["Environment"]["Variables"]
         prefix, variables = env["JOBKIT_QUEUE_URL_PREFIX"]["Fn::Sub"]
         assert variables == {"Stack": {"Ref": "AWS::StackName"}}

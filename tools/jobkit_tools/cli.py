@@ -10,7 +10,9 @@ import typer
 from rich.table import Table
 
 import jobkit_tools.cli_jobs
-import jobkit_tools.cli_schedules  # noqa: F401  (registers its commands)
+import jobkit_tools.cli_openapi  # (registers `jobkit openapi`)
+import jobkit_tools.cli_schedules  # (registers its commands)
+import jobkit_tools.dashboard.command  # noqa: F401  (registers `jobkit dashboard`)
 from jobkit_tools import dlq_commands, queue_view, scaffold
 from jobkit_tools.cli_base import (
     StackOption,

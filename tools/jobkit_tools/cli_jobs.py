@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -128,14 +130,25 @@ def jobs(
     until: Annotated[
         datetime | None, typer.Option(help="Only jobs enqueued before (ISO, UTC if naive).")
     ] = None,
+    updated_after: Annotated[
+        datetime | None,
+        typer.Option(help="Only jobs changed last at or after (ISO, UTC if naive)."),
+    ] = None,
+    updated_before: Annotated[
+        datetime | None, typer.Option(help="Only jobs changed last before (ISO, UTC if naive).")
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+    page_token: Annotated[
+        str | None, typer.Option(help="The next page: the token the previous page printed.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines instead.")] = False,
     stack: StackOption = None,
 ) -> None:
-    """List jobs, newest first."""
+    """List jobs, newest first, a page at a time: with more left, the command for the next
+    page goes to stderr (with --json, a JSON line {"next_token": ...})."""
     client, target = client_for(stack)
     with clear_errors():
-        found = client.list_jobs(
+        page = client.find_jobs(
             state,
             job_type,
             limit,
@@ -143,12 +156,33 @@ def jobs(
             id_prefix=id_prefix,
             created_after=_utc(since),
             created_before=_utc(until),
+            updated_after=_utc(updated_after),
+            updated_before=_utc(updated_before),
+            page_token=page_token,
         )
     if as_json:
-        for job in found:
+        for job in page.jobs:
             print(_masked_json(job))
+        if page.next_token:
+            err.print(json.dumps({"next_token": page.next_token}), highlight=False, soft_wrap=True)
         return
-    console.print(job_table(found, f"jobs ({target.description})"))
+    console.print(job_table(page.jobs, f"jobs ({target.description})"))
+    if page.next_token:
+        flags = {
+            "--state": state.value if state else None,
+            "--type": job_type,
+            "--queue": queue,
+            "--id-prefix": id_prefix,
+            "--since": since.isoformat() if since else None,
+            "--until": until.isoformat() if until else None,
+            "--updated-after": updated_after.isoformat() if updated_after else None,
+            "--updated-before": updated_before.isoformat() if updated_before else None,
+            "--limit": str(limit) if limit != 50 else None,
+            "--stack": stack,
+            "--page-token": page.next_token,
+        }
+        again = " ".join(f"{flag} {shlex.quote(v)}" for flag, v in flags.items() if v)
+        err.print(f"[dim]more jobs: jobkit jobs {escape(again)}[/dim]", soft_wrap=True)
 
 
 def _utc(moment: datetime | None) -> datetime | None:

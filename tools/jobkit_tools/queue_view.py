@@ -25,16 +25,38 @@ def as_json(found: list[QueueOverview], counts: JobCounts) -> dict[str, Any]:
 
 
 def table(found: list[QueueOverview], title: str) -> Table:
-    """One row a queue: SQS's approximate counts, its DLQ's ("-": no DLQ), and whether its
-    worker receives ("-": no worker's mapping found)."""
+    """One row a queue: SQS's approximate counts, the age of its oldest message ("-": no
+    metric datapoint, or no right to read metrics), its DLQ's count ("-": no DLQ), and whether
+    its worker receives ("-": no worker's mapping found)."""
     shown = Table(title=title)
-    for column in ("queue", "waiting", "in flight", "delayed", "DLQ", "worker"):
+    for column in ("queue", "waiting", "in flight", "delayed", "oldest", "DLQ", "worker"):
         shown.add_column(column, justify="right" if column not in ("queue", "worker") else "left")
     for q in found:
         dlq = "-" if q.dead_letters is None else str(q.dead_letters)
         worker = "-" if q.paused is None else "paused" if q.paused else "running"
-        shown.add_row(q.queue, str(q.waiting), str(q.in_flight), str(q.delayed), dlq, worker)
+        oldest = age_text(q.oldest_age_seconds)
+        shown.add_row(
+            q.queue, str(q.waiting), str(q.in_flight), str(q.delayed), oldest, dlq, worker
+        )
     return shown
+
+
+def age_text(seconds: float | None) -> str:
+    """`4m 10s`, `2h 5m`, `3d 4h`, `12s`; "-" when unknown."""
+    if seconds is None:
+        return "-"
+    whole = max(0, int(seconds))
+    days, rest = divmod(whole, 86_400)
+    hours, rest = divmod(rest, 3_600)
+    minutes, secs = divmod(rest, 60)
+    for big, big_unit, small, small_unit in (
+        (days, "d", hours, "h"),
+        (hours, "h", minutes, "m"),
+        (minutes, "m", secs, "s"),
+    ):
+        if big:
+            return f"{big}{big_unit} {small}{small_unit}"
+    return f"{secs}s"
 
 
 def counts_line(counts: JobCounts) -> str:

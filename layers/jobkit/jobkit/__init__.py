@@ -30,6 +30,7 @@ from jobkit.errors import (
     TransientError,
     UnknownJobTypeError,
 )
+from jobkit.job_listing import JobsPage
 from jobkit.jobs import Backoff, Guarantee, JobType, Retention, Tracking
 from jobkit.models import Job, JobState
 from jobkit.recurring import RecurringSchedule
@@ -53,6 +54,7 @@ __all__ = [
     "JobValidationError",
     "Jobkit",
     "JobkitError",
+    "JobsPage",
     "LeaseLostError",
     "OutcomeUnknownError",
     "PermanentError",

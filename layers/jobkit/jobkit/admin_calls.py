@@ -15,12 +15,14 @@ from jobkit.errors import (
     JobkitError,
     JobNotFoundError,
 )
+from jobkit.job_listing import Filters, JobsPage, PagesWalk, StateWalk, Walk, find
 from jobkit.jobs import JobType, Retention, get_job_type, registered_job_types
 from jobkit.models import Envelope, Job, JobState, check_job_id, utcnow
 from jobkit.redact import redact
 from jobkit.settings import Settings
-from jobkit.store import BY_STATE, INDEXED_STATES, JobLog
-from jobkit.store_pages import JobPages
+from jobkit.store import JobLog
+
+__all__ = ["AdminCalls", "BulkResult", "JobsPage", "RedriveResult", "apply_each"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,17 @@ class RedriveResult:
     matched: int | None = None
     left: int | None = None
     dry_run: bool = False
+
+
+def _moments(**moments: datetime | None) -> list[datetime | None]:
+    """The time bounds of a listing, each a timezone-aware datetime (or None)."""
+    for name, moment in moments.items():
+        if moment is not None and (not isinstance(moment, datetime) or moment.tzinfo is None):
+            raise InvalidRequestError(
+                f"{name} is a timezone-aware datetime (e.g. 2026-12-01T09:00:00+00:00), "
+                f"not {moment!r}"
+            )
+    return list(moments.values())
 
 
 def apply_each(ids: list[str], action: Callable[[str], Job], dry_run: bool = False) -> BulkResult:
@@ -83,53 +96,80 @@ class AdminCalls:
         id_prefix: str | None = None,
         created_after: datetime | None = None,
         created_before: datetime | None = None,
+        updated_after: datetime | None = None,
+        updated_before: datetime | None = None,
     ) -> list[Job]:
-        """Newest first; never a Scan. Off-happy-path states (scheduled, retrying, failed,
-        cancelled) come from the job log's sparse `by_state` index at once; the rest from the
-        pages worker batches write (`jobkit.store_pages`), so a job is listed from its claim
-        on. Without a queue or type, the queues of the types declared in this process.
-        `id_prefix` and the created-time bounds filter what those return (a rare match among
-        many recent jobs may need a larger `limit`)."""
+        """The first page of `find_jobs` (its jobs, newest first); never a Scan."""
+        return self.find_jobs(
+            state,
+            job_type,
+            limit,
+            queue,
+            id_prefix=id_prefix,
+            created_after=created_after,
+            created_before=created_before,
+            updated_after=updated_after,
+            updated_before=updated_before,
+        ).jobs
+
+    def find_jobs(
+        self,
+        state: JobState | str | None = None,
+        job_type: JobType | str | None = None,
+        limit: int = 50,
+        queue: str | None = None,
+        *,
+        id_prefix: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        updated_after: datetime | None = None,
+        updated_before: datetime | None = None,
+        page_token: str | None = None,
+    ) -> JobsPage:
+        """One page of jobs, newest first, and the token of the next (`next_token`, None
+        when no more match); pass it back with the same filters for the next older jobs.
+        Never a Scan (`jobkit.job_listing`).
+
+        Off-happy-path states (scheduled, retrying, failed, cancelled) come from the job
+        log's sparse `by_state` index, newest updated first; the rest from the pages worker
+        batches write (`jobkit.store_pages`), newest enqueued first, a job from the end of the
+        batch that claimed it. Without a queue or type, the queues of the types declared in
+        this process. Time bounds: `*_after` included, `*_before` excluded, timezone-aware.
+
+        Paging shows each job that does not change meanwhile exactly once, none skipped; a
+        job that changes between pages may move (to the top: not shown again, or missed). A
+        page may hold fewer than `limit` jobs while `next_token` is set (rare matches: each
+        call reads a bounded part of the index). A token that is damaged, or made for other
+        filters, is an `InvalidRequestError`.
+        """
         try:
             wanted = JobState(state) if state is not None else None
         except ValueError:
             known = ", ".join(s.value for s in JobState)
             raise InvalidRequestError(f"unknown state {state!r} (one of: {known})") from None
-        if not isinstance(limit, int) or limit < 1:
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             raise InvalidRequestError(f"limit is a positive whole number, not {limit!r}")
         declared = get_job_type(job_type) if job_type is not None else None
-        type_name = declared.name if declared else None
-        narrowed = id_prefix or created_after or created_before
-        fetch = limit if wanted is None and type_name is None and not narrowed else limit * 10
-        by_state = wanted in INDEXED_STATES
-        if wanted is not None and by_state:
-            keys = [job_id for _, job_id in self.log.query_index(BY_STATE, wanted.value, fetch)]
-        else:
-            keys = self._from_pages(declared.queue if declared else queue, type_name, fetch)
-        jobs = self.log.get_many(keys)
-        found = [jobs[job_id] for job_id in keys if job_id in jobs]
-        if not by_state:  # newest enqueued first, among the jobs the newest pages name
-            found.sort(key=lambda job: job.created_at, reverse=True)
-        selected = [
-            job
-            for job in found
-            if (wanted is None or job.state == wanted)
-            and (type_name is None or job.type == type_name)
-            and (queue is None or job.queue == queue)
-            and job.id.startswith(id_prefix or "")
-            and (created_after is None or job.created_at >= created_after)
-            and (created_before is None or job.created_at < created_before)
-        ]
-        return selected[:limit]
-
-    def _from_pages(self, queue: str | None, type_name: str | None, limit: int) -> list[str]:
-        """Ids of the newest jobs claimed on `queue` (or every declared queue), of one type."""
-        pages = JobPages(self.settings.require_pages_table())
-        queues = [queue] if queue else sorted({t.queue for t in registered_job_types().values()})
-        found = sorted(
-            (entry for name in queues for entry in pages.newest(name, limit)), reverse=True
+        filters = Filters(
+            wanted,
+            declared.name if declared else None,
+            queue,
+            id_prefix or "",
+            *_moments(
+                created_after=created_after,
+                created_before=created_before,
+                updated_after=updated_after,
+                updated_before=updated_before,
+            ),
         )
-        return [job_id for _, kind, job_id in found if type_name is None or kind == type_name]
+        walk: Walk
+        if filters.by_state:
+            walk = StateWalk(self.log, filters)
+        else:
+            only = declared.queue if declared else queue
+            queues = [only] if only else sorted({t.queue for t in registered_job_types().values()})
+            walk = PagesWalk(self.settings.require_pages_table(), queues, filters)
+        return find(self.log, walk, filters, limit, page_token)
 
     def retry_many(
         self,

@@ -3,13 +3,15 @@ recurring schedules.
 
 `Jobkit` is one handle on all of it; its calls live by kind in `jobkit.producer_calls`
 (enqueue), `jobkit.admin_calls` (jobs already enqueued), `jobkit.dead_letter_calls`
-(dead-letter queues), `jobkit.overview` (queue and state counts) and `jobkit.schedule_calls`
-(recurring schedules). Every error they raise is a `JobkitError`: the adapters they call turn
-AWS failures into `ServiceError`s.
+(dead-letter queues), `jobkit.overview` (queue and state counts), `jobkit.schedule_calls`
+(recurring schedules) and `jobkit.activity` (job metrics, where the workers log). Every
+error they raise is a `JobkitError`: the adapters they call turn AWS failures into
+`ServiceError`s.
 """
 
 from __future__ import annotations
 
+from jobkit.activity import ActivityCalls
 from jobkit.admin_calls import AdminCalls, RedriveResult
 from jobkit.dead_letter_calls import DeadLetter, DeadLetterCalls
 from jobkit.overview import JobCounts, OverviewCalls, QueueOverview
@@ -42,7 +44,9 @@ __all__ = [
 ]
 
 
-class Jobkit(ProducerCalls, DeadLetterCalls, AdminCalls, OverviewCalls, ScheduleCalls):
+class Jobkit(
+    ProducerCalls, DeadLetterCalls, AdminCalls, OverviewCalls, ScheduleCalls, ActivityCalls
+):
     """A producer's handle on the stack. Cheap to create; clients are shared per process."""
 
     def __init__(self, settings: Settings | None = None) -> None:

@@ -5,14 +5,15 @@ Kept simple on purpose: the per-queue figures are SQS's own (one `GetQueueAttrib
 queue and per dead-letter queue); the job counts are per state across all queues, from the
 sparse `by_state` index (one `Select=COUNT` Query per shard and state, no item read). That
 index is keyed by state and holds keys only, so a count per queue would need every item.
-Never a Scan.
+Never a Scan. The age of each queue's oldest message is CloudWatch's (SQS has no attribute
+for it): one `GetMetricData` for all queues of an overview (`jobkit.metrics_reads`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from jobkit import mappings
+from jobkit import mappings, metrics_reads
 from jobkit.errors import ConfigurationError, InvalidRequestError, ServiceError
 from jobkit.jobs import registered_job_types
 from jobkit.queues import approximate_counts, arn_of
@@ -32,6 +33,9 @@ class QueueOverview:
     # its worker's event source mapping disabled (`pause_queue`); None: no mapping reads the
     # queue, or the caller may not list them (lambda:ListEventSourceMappings)
     paused: bool | None = None
+    # CloudWatch's AWS/SQS ApproximateAgeOfOldestMessage (newest datapoint, Maximum), in
+    # seconds; None: no datapoint yet, or the caller may not read metrics
+    oldest_age_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,9 @@ class OverviewCalls:
                     f"unknown queue {unknown[0]!r} (known: {', '.join(sorted(known)) or 'none'})"
                 )
             names = list(dict.fromkeys(queues))
-        return [self._overview_of(name) for name in names]
+        found = [self._overview_of(name) for name in names]
+        ages = _oldest_ages([self.settings.queue_url_of(q.queue) for q in found])
+        return [replace(q, oldest_age_seconds=age) for q, age in zip(found, ages, strict=True)]
 
     def state_counts(self) -> JobCounts:
         """How many jobs are scheduled, retrying, failed and cancelled, across all queues:
@@ -94,6 +100,17 @@ class OverviewCalls:
             dead_letters=dlq["waiting"] if dlq is not None else None,
             paused=_paused(url),
         )
+
+
+def _oldest_ages(queue_urls: list[str]) -> list[float | None]:
+    """CloudWatch's age of each queue's oldest message, read for all queues in one call
+    (None: no datapoint in the last minutes, or the caller may not read metrics)."""
+    names = [url.rstrip("/").rsplit("/", 1)[-1] for url in queue_urls]
+    try:
+        ages = metrics_reads.oldest_message_ages(names)
+    except ServiceError:  # an operator without cloudwatch:GetMetricData still gets the counts
+        return [None] * len(names)
+    return [ages.get(name) for name in names]
 
 
 def _paused(queue_url: str) -> bool | None:

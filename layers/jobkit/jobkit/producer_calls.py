@@ -253,11 +253,24 @@ class ProducerCalls:
         within 15 minutes it waits in SQS (DelaySeconds); later, a one-time Scheduler
         schedule sends it shortly before it is due and the worker holds it to the second.
         """
+        return self.enqueue_created(job_type, payload, job_id=job_id, delay=delay, run_at=run_at)[0]
+
+    def enqueue_created(
+        self,
+        job_type: JobType | str,
+        payload: BaseModel | dict[str, Any],
+        *,
+        job_id: str | None = None,
+        delay: Delay | None = None,
+        run_at: datetime | None = None,
+    ) -> tuple[Job, bool]:
+        """`enqueue`, and whether this call created the job (False: the id was in the log, the
+        job returned is that one, nothing was sent). The HTTP API answers 201 or 200 by it."""
         prepared = self._prepare(job_type, payload, job_id, delay, run_at)
         if prepared.logged:
             created, job = self.log.put_new(self._item(prepared))
             if not created:
-                return job
+                return job, False
         else:
             job = self._unlogged(prepared)
         try:
@@ -266,7 +279,7 @@ class ProducerCalls:
             reason = redact(f"enqueue failed: could not send to queue: {exc}")
             self._mark_send_failed(prepared, job, reason)
             raise EnqueueError(f"job {job.id}: {reason}") from exc
-        return job
+        return job, True
 
     def _mark_send_failed(self, prepared: _Prepared, job: Job, reason: str) -> None:
         """Mark a logged job whose message never left as failed; an unlogged one (tracking

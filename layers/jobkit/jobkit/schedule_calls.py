@@ -103,6 +103,11 @@ class ScheduleCalls:
         found = (schedules.get(name, group) for name in schedules.names(group))
         return [recurring.from_definition(d, utcnow()) for d in found if d is not None]
 
+    def count_one_time_schedules(self) -> int:
+        """How many one-time schedules (jobs due in more than 15 minutes) wait in the
+        schedule group: one ListSchedules page per 100."""
+        return len(schedules.names(self.settings.require_scheduler()[0]))
+
     def pause_schedule(self, name: str) -> RecurringSchedule:
         """Stop a schedule firing until it is resumed (runs missed meanwhile do not happen)."""
         return self._set_state(name, enabled=False)

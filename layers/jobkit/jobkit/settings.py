@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     schedule_group: str = Field(default="", description="Scheduler group of delayed jobs.")
     scheduler_role_arn: str = Field(default="", description="Role Scheduler sends jobs with.")
     recurring_group: str = Field(default="", description="Scheduler group of recurring jobs.")
+    metrics_namespace: str = Field(
+        default="jobkit",
+        description="CloudWatch namespace of the workers' job metrics (their "
+        "POWERTOOLS_METRICS_NAMESPACE), read by `Jobkit.job_activity`.",
+    )
     worker_queue: str = Field(default="", description="The queue this worker consumes.")
     queue_url: str = Field(default="", description="URL of this worker's queue.")
     dead_letter_queue_url: str = Field(default="", description="URL of this worker's DLQ.")
@@ -73,6 +78,17 @@ class Settings(BaseSettings):
         ge=2,
         description="This worker's queue's redrive maxReceiveCount: a message deferred this "
         "often is replaced by a fresh copy before SQS would move it to the DLQ.",
+    )
+    types: str = Field(
+        default="",
+        description="Comma-separated modules that declare job types, imported by the HTTP API "
+        "function (and the CLI) besides the built-in apps' (JOBKIT_TYPES).",
+    )
+    health_max_age_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="The HTTP API's GET /health is unhealthy when a queue's oldest message is "
+        "older than this (the stack's QueueAgeAlarmSeconds: jobs start within 5 minutes).",
     )
 
     @field_validator("queues", "dead_letter_queues", mode="before")

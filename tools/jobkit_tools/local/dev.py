@@ -62,11 +62,17 @@ def run_dev(
         schedule_window=DEMO_SCHEDULE_WINDOW_S if demo else DEFAULT_WINDOW_S,
     )
     code = 0
+    dashboard: Any = None  # the dashboard's server (`jobkit_tools.dashboard.serving`)
     with signals:
         try:
             console.print(f"[bold]jobkit dev[/bold]: deploying {template} to moto ...")
             stack.start()
             _print_summary(console, stack, console_logs, root)
+            from jobkit_tools.dashboard.serving import start_local
+
+            dashboard = start_local(stack)
+            if dashboard is not None:
+                console.print(f"dashboard: [bold]{dashboard.url}[/bold]", soft_wrap=True)
             if stopping.is_set():
                 pass
             elif demo:
@@ -81,6 +87,8 @@ def run_dev(
             code = 1
         finally:
             console.print("stopping: waiting for in-flight batches (Ctrl-C again to kill) ...")
+            if dashboard is not None:
+                dashboard.stop()
             signals.on_second = stack.kill_functions  # run in a thread: stop() may hold locks
             stack.stop(graceful=not signals.hard)
             console.print("stopped.")
@@ -156,6 +164,11 @@ def _print_summary(console: Any, stack: LocalStack, console_logs: bool, root: Pa
         f"  {lid}: created through its API ({name})" for lid, name in deployment.lifted.items()
     ]
     lines += [f"  {lid}: NOT emulated (moto skipped it)" for lid in deployment.skipped]
+    lines += [
+        f"  {api.api}: HTTP API at [bold]{api.url}[/bold] (SigV4: curl --aws-sigv4"
+        ' "aws:amz:us-east-1:execute-api" --user testing:testing ...)'
+        for api in stack.http_apis
+    ]
     if stack.scheduler is not None:
         lines.append(
             f"  Scheduler schedules: fired locally, up to {stack.schedule_window:g} s late"

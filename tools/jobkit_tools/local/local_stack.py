@@ -16,12 +16,15 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO, cast
 
+from jobkit_tools.local.emf import EmfForwarder
 from jobkit_tools.local.esm import Kill, QueuePoller
 from jobkit_tools.local.faults import SesThrottleProxy
+from jobkit_tools.local.http_api import HttpApiServer, serve_http_apis
 from jobkit_tools.local.motoserver import SENT_EMAILS_PATH
 from jobkit_tools.local.partners import LOCAL_PARTNERS, Behaviour, PartnerEndpoints
 from jobkit_tools.local.partners import register as register_partners
@@ -47,11 +50,15 @@ class FunctionLogs:
         self.stream = stream or sys.stderr
         self._files: dict[str, TextIO] = {}
         self._lock = threading.Lock()
+        # Sees every line first, as CloudWatch Logs does (`EmfForwarder.offer`: never raises).
+        self.forward: Callable[[str], None] | None = None
         if directory is not None:
             directory.mkdir(parents=True, exist_ok=True)
 
     def write(self, source: str, line: str) -> None:
         """One log line of a container (`source` is `<LogicalId>#<n>`)."""
+        if self.forward is not None:
+            self.forward(line)
         with self._lock:
             if self.directory is None:
                 self.stream.write(f"{source:>18} | {line}\n")
@@ -117,6 +124,8 @@ class LocalStack:
         # test's own proxy in front of a service (AWS_ENDPOINT_URL_SESV2).
         self.function_environment = dict(function_environment or {})
         self._deployment: Deployment | None = None
+        self.http_apis: list[HttpApiServer] = []  # the template's HTTP APIs, on 127.0.0.1
+        self.emf: EmfForwarder | None = None  # the functions' EMF lines -> moto's CloudWatch
 
     @property
     def deployment(self) -> Deployment:
@@ -145,6 +154,8 @@ class LocalStack:
         _refuse_second_stack(self.state_file)
         started = time.monotonic()
         endpoint_url = self.moto.start()
+        self.emf = EmfForwarder(endpoint_url).start()
+        self.logs.forward = self.emf.offer
         deployment = deploy(endpoint_url, self.template, self.parameters, self.stack_name)
         verify_ses_identities(deployment, self.parameters)
         if self.ses_fault_injection:
@@ -181,9 +192,15 @@ class LocalStack:
             self.pollers.append(poller)
             poller.start()
         self.scheduler = ScheduleFirer(endpoint_url, window_seconds=self.schedule_window).start()
+        # The template's HTTP APIs on 127.0.0.1 (their URL outputs now name the local server)
+        self.http_apis = serve_http_apis(
+            self.template, deployment, self.logs.write, self.init_timeout
+        )
         if self.state_file is not None:
             self.state_file.parent.mkdir(parents=True, exist_ok=True)
             state = {**deployment.describe(), "pid": os.getpid()}
+            if self.logs.directory is not None:  # the dashboard shows a job's lines from them
+                state["log_dir"] = str(self.logs.directory.resolve())
             self.state_file.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
         log.debug("local stack up in %.1f s", time.monotonic() - started)
 
@@ -249,6 +266,9 @@ class LocalStack:
         if self.scheduler is not None:
             self.scheduler.stop()
             self.scheduler = None
+        for http_api in self.http_apis:
+            http_api.stop()
+        self.http_apis = []
         if not graceful:
             self.kill_functions()
         for poller in self.pollers:
@@ -260,6 +280,10 @@ class LocalStack:
         if self.partners is not None:
             self.partners.stop()
             self.partners = None
+        if self.emf is not None:
+            self.logs.forward = None
+            self.emf.stop()
+            self.emf = None
         self.moto.stop()
         self.logs.close()
         if self.state_file is not None and self._owns_state_file():

@@ -5,7 +5,9 @@ Run as `python -P motoserver.py` (by path, so it imports only moto). It prints o
 even by SIGKILL, takes its emulator with it. A child process rather than a thread keeps the
 emulator off the dev process's GIL, so it gets a core of its own while workers run.
 
-It adds one route to moto's: `GET /_jobkit/ses/sent` lists the emails moto's SES accepted.
+It adds one route to moto's: `GET /_jobkit/ses/sent` lists the emails moto's SES accepted,
+and the metric AWS publishes for every queue, `AWS/SQS ApproximateAgeOfOldestMessage`
+(`publish_queue_ages`).
 Moto's own `/moto-api/data.json` cannot serve them here: it serializes every model, and a
 Lambda function's model then asks for a Docker client and fails.
 """
@@ -71,9 +73,63 @@ def keep_queues_from_invoking() -> None:
     models.Queue.__init__ = init  # type: ignore[method-assign]
 
 
+_PROVIDERS: list[type] = []
+OLDEST_AGE_RECEIVES = 3  # SQS leaves a message out of the age once received this often
+
+
+def oldest_message_age(messages: list[Any], now_ms: int) -> int:
+    """Whole seconds the oldest of `messages` (moto's, not deleted) has waited, as SQS counts
+    `ApproximateAgeOfOldestMessage`: from its send, not while it is still delayed, and not
+    once it has been received three times; 0 for none."""
+    sent = [
+        m.sent_timestamp
+        for m in messages
+        if m.sent_timestamp is not None
+        and not m.delayed
+        and m.approximate_receive_count < OLDEST_AGE_RECEIVES
+    ]
+    return max(0, now_ms - min(sent)) // 1000 if sent else 0
+
+
+def publish_queue_ages() -> None:
+    """Let moto's CloudWatch have `AWS/SQS ApproximateAgeOfOldestMessage` (dimension
+    `QueueName`) for every queue, as AWS publishes it, so the queue overview and the
+    `QueueAgeAlarm`s' metric hold a real age locally.
+
+    Moto's own hook for metrics that AWS publishes: a `CloudWatchMetricProvider` subclass,
+    asked by every metric read (GetMetricData, GetMetricStatistics, ListMetrics) for its
+    datapoints. It answers one datapoint, now, from the queues' messages at that moment:
+    nothing piles up and no thread runs. Written by hand: moto's SQS publishes no metrics.
+    """
+    from moto.cloudwatch.models import MetricDatum
+    from moto.core.common_models import CloudWatchMetricProvider
+    from moto.core.utils import unix_time_millis, utcnow
+    from moto.sqs.models import sqs_backends
+
+    class QueueAges(CloudWatchMetricProvider):
+        @staticmethod
+        def get_cloudwatch_metrics(account_id: str, region: str) -> list[MetricDatum]:
+            queues = list(sqs_backends[account_id][region].queues.values())
+            now, now_ms = utcnow(), int(unix_time_millis())
+            return [
+                MetricDatum(
+                    namespace="AWS/SQS",
+                    name="ApproximateAgeOfOldestMessage",
+                    value=oldest_message_age(list(queue._messages), now_ms),
+                    dimensions=[{"Name": "QueueName", "Value": queue.name}],
+                    timestamp=now,
+                    unit="Seconds",
+                )
+                for queue in queues
+            ]
+
+    _PROVIDERS.append(QueueAges)  # registered by being a subclass; kept from the collector
+
+
 def main() -> int:
     """Serve moto on 127.0.0.1 until stdin reaches EOF."""
     keep_queues_from_invoking()
+    publish_queue_ages()
     # Imported here: the module docstring and `-P` keep this file importable without moto.
     from moto.moto_server.werkzeug_app import (
         DomainDispatcherApplication,

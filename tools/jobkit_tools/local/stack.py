@@ -66,6 +66,8 @@ __all__ = [
 log = logging.getLogger("jobkit.local")
 
 DEFAULT_STACK_NAME = "jobkit-local"
+# What moto's CloudFormation skips and the local stack serves itself (local/http_api.py).
+SERVED_LOCALLY = {"AWS::ApiGatewayV2::Api", "AWS::ApiGatewayV2::Stage"}
 
 
 @dataclass(frozen=True)
@@ -206,6 +208,7 @@ def deploy(
         logical_id
         for logical_id in cfn["Resources"]
         if logical_id not in resources
+        and cfn["Resources"][logical_id]["Type"] not in SERVED_LOCALLY
         and resolve_placeholders(conditions.get(logical_id, "true"), all_outputs) == "true"
     ]
     for logical_id in skipped:
