@@ -69,9 +69,9 @@ def main(argv: list[str] | None = None) -> int:
 
         results += coldstart.run(runs=5 if args.quick else coldstart.RUNS)
     if "warm" in selected:
-        from benchmarks import warm
+        from benchmarks import warm, warm_report
 
-        rows, figures = warm.run(rounds=8 if args.quick else warm.ROUNDS)
+        rows, figures = warm_report.run(rounds=8 if args.quick else warm.ROUNDS)
         results += rows
         cpu_per_record = figures.lambda_cpu  # worker + botocore + HTTP stack, over HTTPS
         warm_figures = figures

@@ -37,7 +37,6 @@ from typing import Any
 from benchmarks._common import (
     BATCH_SIZE,
     CountingSink,
-    Result,
     bench_job_type,
     median,
     moto_stack,
@@ -316,11 +315,3 @@ def _enqueue_cpu(stack: Any, runs: int) -> list[float]:
         if r:  # the first is a warm-up (the pool's connections, its TLS handshakes)
             out.append(spent / ENQUEUE_JOBS)
     return out
-
-
-def run(rounds: int = ROUNDS, runs: int = RUNS) -> tuple[list[Result], WarmFigures]:
-    from benchmarks.warm_report import report
-
-    print("\n== 2. Warm CPU per record: jobkit Worker vs a hand-written worker, same duties ==")
-    f = measure(runs, rounds)
-    return report(f, runs, rounds), f

@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from benchmarks._common import Result, fmt_us, median
-
-if TYPE_CHECKING:
-    from benchmarks.warm import Run, WarmFigures
+from benchmarks.warm import ROUNDS, RUNS, TARGET_RATIO, Run, WarmFigures, measure, spread
 
 WORKERS = {"jobkit": "jobkit", "hand": "hand-written"}
 
 
 def _spread(values: list[float], fmt: Callable[[float], str]) -> str:
-    from benchmarks.warm import spread
-
     low, mid, high = spread(values)
     return f"{fmt(mid)} ({fmt(low)} - {fmt(high)})"
 
@@ -68,9 +63,13 @@ def _logs(f: WarmFigures) -> None:
     print("  (jobkit's bytes include its EMF metrics line per batch; the baseline writes none)")
 
 
-def report(f: WarmFigures, runs: int, rounds: int) -> list[Result]:
-    from benchmarks.warm import TARGET_RATIO, spread
+def run(rounds: int = ROUNDS, runs: int = RUNS) -> tuple[list[Result], WarmFigures]:
+    print("\n== 2. Warm CPU per record: jobkit Worker vs a hand-written worker, same duties ==")
+    f = measure(runs, rounds)
+    return report(f, runs, rounds), f
 
+
+def report(f: WarmFigures, runs: int, rounds: int) -> list[Result]:
     print(
         f"  {runs} runs of {rounds} rounds; a round = one batch of 10 per side (jobkit and "
         "hand-written on moto in-process and over HTTPS, bare), rotating order; CPU per "

@@ -1,5 +1,5 @@
 """The activity calls of `jobkit.client.Jobkit`: what the workers did lately, from the job
-metrics they emit (`jobkit.job_metrics`), and where their log lines are.
+metrics they emit (`jobkit.metrics_reads`), and where their log lines are.
 
 `job_activity` is a ListMetrics per metric and one GetMetricData per window (the last hour in
 5-minute buckets, the last day in hourly ones). A caller that may not read CloudWatch metrics
@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
 
-from jobkit import job_metrics, mappings
+from jobkit import mappings, metrics_reads
 from jobkit.errors import InvalidRequestError
 from jobkit.queues import arn_of
 from jobkit.settings import Settings
@@ -61,21 +61,21 @@ class WorkerLogs:
     region: str
 
 
-def window(period: int, count: int, now: datetime) -> job_metrics.Window:
+def window(period: int, count: int, now: datetime) -> metrics_reads.Window:
     """`count` buckets of `period` seconds aligned on the period, the last one holding `now`."""
     epoch = int(now.timestamp())
     end = datetime.fromtimestamp(epoch - epoch % period + period, UTC)
-    return job_metrics.Window(period, end - timedelta(seconds=period * count), end)
+    return metrics_reads.Window(period, end - timedelta(seconds=period * count), end)
 
 
-def _series(sums: job_metrics.Sums, span: job_metrics.Window) -> ActivitySeries:
+def _series(sums: metrics_reads.Sums, span: metrics_reads.Window) -> ActivitySeries:
     buckets: list[ActivityBucket] = []
     start = span.start
     while start < span.end:
         counts = {
             outcome: round(sums.get(metric, {}).get(start, 0.0))
             for outcome, metric in zip(
-                ("succeeded", "failed", "retried"), job_metrics.JOB_METRICS, strict=True
+                ("succeeded", "failed", "retried"), metrics_reads.JOB_METRICS, strict=True
             )
         }
         buckets.append(ActivityBucket(start=start, **counts))
@@ -93,9 +93,9 @@ class ActivityCalls:
         over the last day, summed over every job type (`ServiceError`: metrics unreadable)."""
         now = now or datetime.now(UTC)
         namespace = self.settings.metrics_namespace
-        found = job_metrics.series(namespace)
+        found = metrics_reads.job_series(namespace)
         spans = [window(*HOUR, now), window(*DAY, now)]
-        hour, day = (_series(job_metrics.sums(namespace, found, s), s) for s in spans)
+        hour, day = (_series(metrics_reads.sums(namespace, found, s), s) for s in spans)
         return JobActivity(last_hour=hour, last_day=day)
 
     def worker_logs(self, queue: str) -> list[WorkerLogs]:
