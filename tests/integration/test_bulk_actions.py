@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
+import time_machine
 from typer.testing import CliRunner
 
 from jobkit import JobState, PermanentError
@@ -97,3 +99,51 @@ def test_a_bulk_action_without_an_id_or_a_filter_is_refused(cli_env: Stack) -> N
         assert result.exit_code == 2
         assert "--all" in result.output
         assert "Traceback" not in result.output
+
+
+HOUR = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+@pytest.fixture
+def failed_hours_apart(stack: Stack) -> Stack:
+    """Two failed `ECHO` jobs: `old-1` enqueued three hours ago, `new-1` an hour ago (SQS
+    keeps a message for days, so not long before now)."""
+    for job_id, hours in (("old-1", 3), ("new-1", 1)):
+        with time_machine.travel(HOUR - timedelta(hours=hours), tick=False):
+            stack.client.enqueue(ECHO, payload(hours), job_id=job_id)
+    deliver(stack, make_worker(stack, fail), receive_now(stack))
+    return stack
+
+
+def test_bulk_retry_and_cancel_honour_the_created_time_bounds(failed_hours_apart: Stack) -> None:
+    client = failed_hours_apart.client
+    noon = HOUR - timedelta(hours=2)  # between the two
+    # When failed jobs enqueued after that moment are retried (a dry run)
+    after = client.retry_many(created_after=noon, dry_run=True)
+    # And those enqueued before it
+    before = client.retry_many(created_before=noon, dry_run=True)
+    # Then each names only the job on its side of the bound
+    assert (after.matched, before.matched) == (["new-1"], ["old-1"])
+    # When the job enqueued after noon is retried for real, and then cancelled in bulk
+    assert client.retry_many(created_after=noon).done == ["new-1"]
+    assert client.cancel_many(created_before=noon, dry_run=True).matched == []
+    # Then only that job moved
+    assert client.get_job("new-1").state is JobState.QUEUED  # type: ignore[union-attr]
+    assert client.get_job("old-1").state is JobState.FAILED  # type: ignore[union-attr]
+
+
+def test_the_cli_bulk_retry_takes_since_and_until(
+    failed_hours_apart: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JOBKIT_TABLE", failed_hours_apart.settings.table)
+    monkeypatch.setenv("JOBKIT_PAGES_TABLE", failed_hours_apart.settings.pages_table)
+    monkeypatch.setenv("JOBKIT_QUEUES", json.dumps(failed_hours_apart.settings.queues))
+    monkeypatch.setenv("JOBKIT_TYPES", "tests.integration.test_core_support")
+    # When the bulk retry is bounded by enqueue time only (naive times are UTC)
+    between = (HOUR - timedelta(hours=2)).replace(tzinfo=None).isoformat()
+    since = runner.invoke(app, ["retry", "--since", between, "--dry-run"])
+    until = runner.invoke(app, ["retry", "--until", between, "--dry-run"])
+    # Then each is a filter on its own, and names the job on its side
+    assert since.exit_code == 0 and until.exit_code == 0, since.output + until.output
+    assert "new-1" in since.output and "old-1" not in since.output
+    assert "old-1" in until.output and "new-1" not in until.output

@@ -4,10 +4,11 @@ letters (list, peek, redrive part, purge) and recurring schedules."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
+import time_machine
 
 from jobkit import JobState
 from jobkit.client import Jobkit
@@ -113,6 +114,24 @@ def test_bulk_cancel_by_id_prefix(api: Api, stack: Stack) -> None:
     status, result = api.call("POST", "/bulk/cancel", {"id_prefix": "later-"})
     assert (status, result["done"]) == (200, ["later-1"])
     assert stack.client.get_job("other-1").state is JobState.SCHEDULED  # type: ignore[union-attr]
+
+
+def test_bulk_cancel_by_created_time_alone(api: Api, stack: Stack) -> None:
+    # Given a scheduled job enqueued before a moment, and one after it
+    stack.client.enqueue(ECHO, payload(1), job_id="early-1", delay=600)
+    moment = stack.client.get_job("early-1").created_at + timedelta(milliseconds=1)  # type: ignore[union-attr]
+    with time_machine.travel(moment + timedelta(seconds=1), tick=False):
+        stack.client.enqueue(ECHO, payload(2), job_id="late-1", delay=600)
+    # When the jobs enqueued after the moment are cancelled (a bound is a filter on its own)
+    after = moment.isoformat()
+    status, result = api.call("POST", "/bulk/cancel", {"created_after": after})
+    # Then only the later one is cancelled
+    assert (status, result["done"]) == (200, ["late-1"])
+    assert stack.client.get_job("early-1").state is JobState.SCHEDULED  # type: ignore[union-attr]
+    # And a time without its UTC offset is refused, and nothing else is cancelled
+    status, body = api.call("POST", "/bulk/cancel", {"created_before": "2026-11-01T00:00:00"})
+    assert status == 422, body
+    assert stack.client.get_job("early-1").state is JobState.SCHEDULED  # type: ignore[union-attr]
 
 
 def _age_metric(queue: str, seconds: float) -> None:

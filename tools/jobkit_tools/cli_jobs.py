@@ -41,6 +41,16 @@ BulkQueue = Annotated[str | None, typer.Option(help="Only jobs of this queue.")]
 BulkPrefix = Annotated[str | None, typer.Option(help="Only ids starting with this.")]
 
 
+BulkSince = Annotated[
+    datetime | None, typer.Option(help="Only jobs enqueued at or after (ISO, UTC if naive).")
+]
+
+
+BulkUntil = Annotated[
+    datetime | None, typer.Option(help="Only jobs enqueued before (ISO, UTC if naive).")
+]
+
+
 BulkLimit = Annotated[int, typer.Option(min=1, max=1000, help="At most this many.")]
 
 
@@ -84,6 +94,8 @@ def cancel(
     job_type: BulkType = None,
     queue: BulkQueue = None,
     id_prefix: BulkPrefix = None,
+    since: BulkSince = None,
+    until: BulkUntil = None,
     limit: BulkLimit = 100,
     every: BulkAll = False,
     dry_run: DryRun = False,
@@ -94,7 +106,7 @@ def cancel(
     every scheduled or retrying job matching the filters (asks first, unless --yes)."""
     client, _ = client_for(stack)
     one, many = client.cancel, client.cancel_many
-    filters = _Filters(job_type, queue, id_prefix, limit, every)
+    filters = _Filters(job_type, queue, id_prefix, _utc(since), _utc(until), limit, every)
     _one_or_many(job_id, one, many, filters, ("cancel", "jobs", "cancelled"), dry_run, yes)
 
 
@@ -201,6 +213,8 @@ def retry(
     job_type: BulkType = None,
     queue: BulkQueue = None,
     id_prefix: BulkPrefix = None,
+    since: BulkSince = None,
+    until: BulkUntil = None,
     limit: BulkLimit = 100,
     every: BulkAll = False,
     dry_run: DryRun = False,
@@ -211,7 +225,7 @@ def retry(
     the filters (asks first, unless --yes)."""
     client, _ = client_for(stack)
     one, many = client.retry, client.retry_many
-    filters = _Filters(job_type, queue, id_prefix, limit, every)
+    filters = _Filters(job_type, queue, id_prefix, _utc(since), _utc(until), limit, every)
     _one_or_many(job_id, one, many, filters, ("retry", "failed jobs", "retried"), dry_run, yes)
 
 
@@ -220,6 +234,8 @@ class _Filters:
     job_type: str | None
     queue: str | None
     id_prefix: str | None
+    since: datetime | None
+    until: datetime | None
     limit: int
     every: bool
 
@@ -241,17 +257,29 @@ def _one_or_many(
             job = one(job_id)
             console.print(f"{job.id} {job.state.value}")
             return
-        _need_filter(where.every, where.job_type, where.queue, where.id_prefix)
-        kwargs = {"queue": where.queue, "id_prefix": where.id_prefix, "limit": where.limit}
+        filters = (where.job_type, where.queue, where.id_prefix, where.since, where.until)
+        _need_filter(where.every, *filters)
+        kwargs = {
+            "queue": where.queue,
+            "id_prefix": where.id_prefix,
+            "created_after": where.since,
+            "created_before": where.until,
+            "limit": where.limit,
+        }
         found = many(where.job_type, dry_run=True, **kwargs)
         _confirm(f"{verb} {len(found.matched)} {things}", found.matched, dry_run, yes)
         # on exactly the jobs shown and confirmed, not a second listing
         _report(done_as, apply_each(found.matched, one))
 
 
-def _need_filter(every: bool, *filters: str | None) -> None:
+def _need_filter(every: bool, *filters: object) -> None:
     if not every and not any(filters):
-        raise fail(ValueError("name a job ID, a filter (--type, --queue, --id-prefix) or --all"), 2)
+        raise fail(
+            ValueError(
+                "name a job ID, a filter (--type, --queue, --id-prefix, --since, --until) or --all"
+            ),
+            2,
+        )
 
 
 def _confirm(action: str, ids: list[str], dry_run: bool, yes: bool) -> None:

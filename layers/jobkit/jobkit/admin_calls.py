@@ -177,12 +177,22 @@ class AdminCalls:
         *,
         queue: str | None = None,
         id_prefix: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
         limit: int = 100,
         dry_run: bool = False,
     ) -> BulkResult:
         """`retry` each failed job that matches (newest first, up to `limit`); `dry_run` only
         says which would be retried."""
-        found = self.list_jobs(JobState.FAILED, job_type, limit, queue, id_prefix=id_prefix)
+        found = self.list_jobs(
+            JobState.FAILED,
+            job_type,
+            limit,
+            queue,
+            id_prefix=id_prefix,
+            created_after=created_after,
+            created_before=created_before,
+        )
         return apply_each([j.id for j in found], self.retry, dry_run)
 
     def cancel_many(
@@ -191,6 +201,8 @@ class AdminCalls:
         *,
         queue: str | None = None,
         id_prefix: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
         limit: int = 100,
         dry_run: bool = False,
     ) -> BulkResult:
@@ -200,7 +212,15 @@ class AdminCalls:
         ids = [
             job.id
             for state in (JobState.SCHEDULED, JobState.RETRYING)
-            for job in self.list_jobs(state, job_type, limit, queue, id_prefix=id_prefix)
+            for job in self.list_jobs(
+                state,
+                job_type,
+                limit,
+                queue,
+                id_prefix=id_prefix,
+                created_after=created_after,
+                created_before=created_before,
+            )
         ]
         return apply_each(ids, self.cancel, dry_run)
 

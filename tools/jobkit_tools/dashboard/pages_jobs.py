@@ -122,6 +122,8 @@ def bulk() -> Response | str:
             where.type or None,
             queue=where.queue or None,
             id_prefix=where.id_prefix or None,
+            created_after=utc_moment(where.created_after, "created after"),
+            created_before=utc_moment(where.created_before, "created before"),
             limit=BULK_LIMIT,
             dry_run=True,
         )

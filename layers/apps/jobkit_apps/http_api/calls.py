@@ -76,13 +76,18 @@ def find_jobs(
 
 def bulk(client: Jobkit, action: str, where: BulkFilter) -> BulkOutcome:
     """`retry_many` or `cancel_many` (`action`) over the jobs `where` matches."""
-    if not (where.all or where.job_type or where.queue or where.id_prefix):
-        raise InvalidRequestError("give a filter (job_type, queue, id_prefix) or all: true")
+    narrowed = where.job_type or where.queue or where.id_prefix
+    if not (where.all or narrowed or where.created_after or where.created_before):
+        raise InvalidRequestError(
+            "give a filter (job_type, queue, id_prefix, created_after, created_before) or all: true"
+        )
     many = client.retry_many if action == "retry" else client.cancel_many
     result: BulkResult = many(
         where.job_type,
         queue=where.queue,
         id_prefix=where.id_prefix,
+        created_after=where.created_after,
+        created_before=where.created_before,
         limit=where.limit,
         dry_run=where.dry_run,
     )

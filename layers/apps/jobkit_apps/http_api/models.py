@@ -118,6 +118,8 @@ class BulkFilter(BaseModel):
     job_type: str | None = None
     queue: str | None = None
     id_prefix: str | None = Field(default=None, min_length=1)
+    created_after: AwareDatetime | None = None
+    created_before: AwareDatetime | None = None
     limit: int = Field(default=100, ge=1, le=1000)
     all: bool = Field(default=False, description="Every matching job, with no filter given.")
     dry_run: bool = Field(default=False, description="Only say which jobs it would change.")
