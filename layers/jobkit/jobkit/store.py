@@ -233,24 +233,30 @@ class JobLog(Claims, Outcomes):
     @aws.service_errors
     def count_index(self, index: str, key: str) -> int:
         """How many items of state `key` the sparse `index` holds: one `Select=COUNT` Query
-        per shard (paged through `LastEvaluatedKey`), no item read."""
+        per shard (paged through `LastEvaluatedKey`), the shards side by side, no item read."""
+        with ThreadPoolExecutor(INDEX_SHARDS) as pool:
+            return sum(
+                pool.map(
+                    lambda shard: self._count_shard(index, f"{key}#{shard}"), range(INDEX_SHARDS)
+                )
+            )
+
+    def _count_shard(self, index: str, value: str) -> int:
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": index,
+            "KeyConditionExpression": "#k = :v",
+            "ExpressionAttributeNames": {"#k": "state_shard"},
+            "ExpressionAttributeValues": {":v": s(value)},
+            "Select": "COUNT",
+        }
         total = 0
-        for shard in range(INDEX_SHARDS):
-            kwargs: dict[str, Any] = {
-                "TableName": self.table,
-                "IndexName": index,
-                "KeyConditionExpression": "#k = :v",
-                "ExpressionAttributeNames": {"#k": "state_shard"},
-                "ExpressionAttributeValues": {":v": s(f"{key}#{shard}")},
-                "Select": "COUNT",
-            }
-            while True:
-                response = aws.dynamodb().query(**kwargs)
-                total += response.get("Count", 0)
-                if "LastEvaluatedKey" not in response:
-                    break
-                kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-        return total
+        while True:
+            response = aws.dynamodb().query(**kwargs)
+            total += response.get("Count", 0)
+            if "LastEvaluatedKey" not in response:
+                return total
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     def _query(
         self, index: str, attr: str, value: str, limit: int, newest_first: bool
