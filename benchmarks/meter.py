@@ -44,6 +44,9 @@ class Tally:
     records: int = 0
     log: CountingSink = field(default_factory=CountingSink)
     ddb_calls_in_worker: int = 0
+    # the job pages fed by the stream, for this scenario's INSERTs: INSERTs per stream batch ->
+    # `stream_pages.StreamCost` (measured apart, with tallies of their own)
+    stream: dict[int, Any] = field(default_factory=dict)
 
     def sqs_requests(self) -> int:
         return sum(n for k, n in self.calls.items() if k.startswith("sqs:"))

@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from benchmarks import capacity
+from benchmarks import capacity, stream_pages
 from benchmarks._common import (
     BATCH_SIZE,
     FakeContext,
@@ -111,6 +111,7 @@ def drive(scenario: Scenario, n: int = N_JOBS) -> Tally:
             meter.hook(client)
         worker = Worker("email", settings=stack.worker_settings())
         worker.processor(jt)(noop_processor)
+        tap = stream_pages.StreamTap(stack.settings.table)  # the job log's stream, from now
 
         meter.phase = "enqueue"
         _enqueue(scenario, stack.client, n)
@@ -126,6 +127,7 @@ def drive(scenario: Scenario, n: int = N_JOBS) -> Tally:
         # (a job of a `failures` type that succeeded at once is never in the log)
         expected = {} if scenario.tracking == "failures" else {"succeeded": n}
         assert states == expected, f"not every job succeeded: {dict(states)}"
+        meter.tally.stream = stream_pages.feed(meter, tap, stack.settings)
     return meter.tally
 
 
@@ -190,6 +192,10 @@ def run(cpu_per_record: float | None = None, n: int = N_JOBS) -> list[Result]:
     line("SQS billed requests / job", [t.sqs_billed / n for t in ts])
     line("Lambda invocations / job", [t.invocations / n for t in ts])
     line("log bytes / job (stdout)", [t.log.bytes / n for t in ts], ".0f")
+    print("  job pages from the stream (JobPagesFunction), by INSERTs per stream batch")
+    for size in stream_pages.BATCHES:
+        line(f"    {size:>3}: page WU / job", [t.stream[size].write_units / n for t in ts])
+        line(f"    {size:>3}: invocations / job", [t.stream[size].invocations / n for t in ts])
     phases = sorted({k for t in ts for k in t.by_phase})
     print("  API calls per job by phase")
     for phase in phases:
@@ -205,6 +211,15 @@ def run(cpu_per_record: float | None = None, n: int = N_JOBS) -> list[Result]:
         [sum(v for k, v in c.items() if not k.startswith("_")) for c in costs.values()],
         ",.3f",
     )
+    streamed = {
+        size: [stream_pages.dollars_per_million(t.stream[size], n, p) for t in ts]
+        for size in stream_pages.BATCHES
+    }
+    for size, values in streamed.items():
+        line(f"    + stream pages, {size}/batch", values, ",.3f")
+    totals = [sum(v for k, v in c.items() if not k.startswith("_")) for c in costs.values()]
+    with_pages = [a + b for a, b in zip(totals, streamed[10], strict=True)]
+    line("    total with them, 10/batch", with_pages, ",.3f")
     print(
         f"    SES, email jobs only: ${p['ses']['per_thousand_emails'] * 1000:,.2f} per million"
         " emails on top"
@@ -240,6 +255,15 @@ def run(cpu_per_record: float | None = None, n: int = N_JOBS) -> list[Result]:
             )
         )
     many = tallies["enqueue_many"]
+    for size in stream_pages.BATCHES:
+        results.append(
+            Result(
+                "requests",
+                f"enqueue_many: stream page WU/job ({size} INSERTs a batch)",
+                many.stream[size].write_units / n,
+                None,
+            )
+        )
     results.append(
         Result(
             "requests",

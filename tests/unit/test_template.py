@@ -102,7 +102,13 @@ def test_job_log_is_encrypted_recoverable_and_expires_finished_jobs() -> None:
 @pytest.mark.parametrize("name", sorted(FUNCTIONS))
 def test_function_policies_name_actions_and_resources(name: str) -> None:
     # Least privilege: no wildcard actions, and "*" resources only under a condition.
-    for policy in FUNCTIONS[name]["Properties"]["Policies"]:
+    properties = FUNCTIONS[name]["Properties"]
+    policies = properties.get("Policies", [])
+    if "Role" in properties:  # a role of its own: its statements are the role's
+        role = RESOURCES[properties["Role"]["Fn::GetAtt"][0]]["Properties"]
+        policies = [policy["PolicyDocument"] for policy in role["Policies"]]
+    assert policies
+    for policy in policies:
         for statement in policy["Statement"]:
             assert all("*" not in action for action in statement["Action"])
             if statement["Resource"] == "*":
@@ -267,7 +273,10 @@ def test_declared_schedules_are_valid_and_send_a_job_envelope_per_run(name: str)
 
 def _queue_name(queue: str) -> str:
     """A queue's name, `${AWS::StackName}` for the stack's name."""
-    text, variables = QUEUES[queue]["Properties"]["QueueName"]["Fn::Sub"]
+    name = QUEUES[queue]["Properties"]["QueueName"]["Fn::Sub"]
+    if isinstance(name, str):  # a queue of template.yaml itself, not of a worker block
+        return name
+    text, variables = name
     assert variables == {"Stack": {"Ref": "AWS::StackName"}}
     return str(text).replace("${Stack}", "${AWS::StackName}")
 
@@ -307,10 +316,12 @@ def _sub_json(node: Any) -> Any:
 
 def _statements(function: dict[str, Any]) -> list[dict[str, Any]]:
     """The function's statements: its own, and its worker block's Permissions."""
-    statements = [s for p in function["Properties"]["Policies"] for s in p["Statement"]]
+    statements = [s for p in function["Properties"].get("Policies", []) for s in p["Statement"]]
     (role,) = {r["Fn::GetAtt"][0] for r in [function["Properties"].get("Role", {})] if r} or {
         name + "Role" for name, f in FUNCTIONS.items() if f is function
     }
+    own = RESOURCES.get(role, {}).get("Properties", {}).get("Policies", [])  # a role of its own
+    statements += [s for p in own for s in p["PolicyDocument"]["Statement"]]
     for resource in RESOURCES.values():
         properties = resource["Properties"]
         if resource["Type"] != "AWS::IAM::Policy" or {"Ref": role} not in properties["Roles"]:

@@ -132,8 +132,9 @@ class AdminCalls:
 
         Off-happy-path states (scheduled, retrying, failed, cancelled) come from the job
         log's sparse `by_state` index, newest updated first; the rest from the pages worker
-        batches write (`jobkit.store_pages`), newest enqueued first, a job from the end of the
-        batch that claimed it. Without a queue or type, the queues of the types declared in
+        batches write (`jobkit.store_pages`) and those of the job log's stream
+        (`jobkit.pages_feed`: a waiting job about 10 s after its enqueue), newest enqueued
+        first. Without a queue or type, the queues of the types declared in
         this process. Time bounds: `*_after` included, `*_before` excluded, timezone-aware.
 
         Paging shows each job that does not change meanwhile exactly once, none skipped; a
@@ -207,8 +208,8 @@ class AdminCalls:
         dry_run: bool = False,
     ) -> BulkResult:
         """`cancel` each scheduled or retrying job that matches (newest first, up to `limit`
-        of each state); `dry_run` only says which would be cancelled. A queued job waiting in
-        its queue is not listed, so not reached: pause the queue to hold those."""
+        of each state); `dry_run` only says which would be cancelled. A queued job is not
+        reached (`cancel` one by id): pause the queue to hold those."""
         ids = [
             job.id
             for state in (JobState.SCHEDULED, JobState.RETRYING)

@@ -9,9 +9,11 @@ Two walks, by where the jobs are found (see `jobkit.store_pages`):
 - by the job pages (every other listing): pages newest first, and in a page its jobs in
   reverse claim order; the jobs are shown newest enqueued first within each window of
   `size` page entries (the listings' order before paging). A token is the window's start
-  and the last job shown of it. A job claimed more than once is named by several pages; it
-  is listed at one: the oldest page written after its latest claim (a batch writes its page
-  when it ends, so a job running a later attempt shows again once that batch has ended).
+  and the last job shown of it. A job is named by several pages: the stream's page of its
+  enqueue (`jobkit.pages_feed`), and the page of each worker batch that claimed it. It is
+  listed at one: the oldest page written after its latest claim (a batch writes its page
+  when it ends, so a job running a later attempt shows again once that batch has ended), or,
+  never claimed, the oldest page that names it.
 
 What a walk guarantees: paging with the same filters shows every job that does not change
 meanwhile exactly once. A job that changes between two pages may move (by state: to the top,
@@ -280,6 +282,15 @@ class PagesWalk:
         return merge(entries, horizons, size)
 
     def choose(self, entries: list[Entry], jobs: dict[str, Job]) -> list[tuple[Position, Job]]:
+        for queue in self.queues:  # what `_lists` looks at below, read at once: a Query at most
+            lows = [
+                since
+                for e in entries
+                if e.pos[1] == queue and e.job_id in jobs
+                if (since := _since(jobs[e.job_id])) <= e.pos[0]
+            ]
+            if lows:
+                self._between(queue, min(lows), min(lows))
         chosen: list[tuple[Position, Job]] = []
         for entry in entries:
             job = jobs.get(entry.job_id)
@@ -288,27 +299,34 @@ class PagesWalk:
         return chosen
 
     def _lists(self, entry: Entry, job: Job) -> bool:
-        """Whether this entry is the one that lists the job: the oldest written after the
-        job's latest claim (a job claimed once has one entry)."""
+        """Whether this entry is the one that lists the job: the oldest page written after
+        the job's latest claim (a worker's page, or a stream page written after the claim);
+        for a job never claimed, the oldest that names it (a stream page: a retried stream
+        batch writes its pages again)."""
         key, queue, index = entry.pos
-        claimed = iso(job.started_at) if job.started_at else ""
-        if key < claimed:
+        if job.started_at and key < iso(job.started_at):
             return False  # written before its latest claim
-        if job.generation == 0 and job.attempts <= 1:
-            return True
         same_page = self.read[queue].pages[key][:index]
         if any(job_id == job.id for _, job_id in same_page):
             return False
-        older = self._between(queue, claimed, key)
+        older = self._between(queue, _since(job), key)
         return not any(job_id == job.id for _, jobs in older for _, job_id in jobs)
 
     def _between(self, queue: str, low: str, high: str) -> list[Page]:
-        """The pages of `queue` from `low` to `high` (excluded): from this window's read when
-        it holds them all, else read."""
+        """The pages of `queue` from `low` to `high` (excluded), from this window's read; when
+        that does not reach down to `low`, the older pages are read and added to it."""
         read = self.read[queue]
-        if read.low <= low and (read.high is None or high <= read.high):
-            return [(k, jobs) for k, jobs in read.pages.items() if low <= k < high]
-        return store_walks.pages_between(self.table, queue, low, high)
+        if low < read.low:
+            read.pages.update(store_walks.pages_between(self.table, queue, low, read.low))
+            read.low = low
+        return [(k, jobs) for k, jobs in read.pages.items() if low <= k < high]
+
+
+def _since(job: Job) -> str:
+    """The key from which pages may name a job: its latest claim, else its enqueue (pages name
+    a job once it is created: a stream page; producers' clocks may run ahead, so a page older
+    than that is not refused, only not looked for)."""
+    return iso(job.started_at or job.created_at)
 
 
 def encode(

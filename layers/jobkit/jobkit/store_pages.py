@@ -7,7 +7,8 @@ to the pages table: key = the queue, sort key = when the batch ran (+ a random t
 of up to about 1 KB holding the (type, id) of every job the batch claimed: one write unit for
 up to 10 jobs. Jobs in off-happy-path states (scheduled, retrying, failed, cancelled) are also
 in the job log's sparse `by_state` index from the moment they get there; the pages list jobs
-from their claim on (a job waiting in its queue is counted there, not listed).
+from their claim on, and the pages the job log's stream feeds (`jobkit.pages_feed`, written
+with `write` too) from their enqueue.
 """
 
 from __future__ import annotations

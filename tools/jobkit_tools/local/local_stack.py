@@ -1,8 +1,9 @@
 """`LocalStack`: the whole local stack in one process tree, and its clean stop.
 
 It starts moto (a child process), deploys the template into it, starts an SQS poller per event
-source mapping (threads) with each function's containers (child processes), and optionally the
-SES throttling proxy. `jobkit dev` (`dev.run_dev`) runs it for the CLI; tests use it directly.
+source mapping (threads) with each function's containers (child processes), a stream poller
+per DynamoDB stream mapping (streams.py), and optionally the SES throttling proxy. `jobkit
+dev` (`dev.run_dev`) runs it for the CLI; tests use it directly.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from jobkit_tools.local.stack import (
     deploy,
     verify_ses_identities,
 )
+from jobkit_tools.local.streams import StreamPoller, read_stream_mappings
 
 log = logging.getLogger("jobkit.local")
 
@@ -113,6 +115,7 @@ class LocalStack:
         self.moto = MotoServer(log_dir / "moto.log" if log_dir else None)
         self.proxy: SesThrottleProxy | None = None
         self.pollers: list[QueuePoller] = []
+        self.stream_pollers: list[StreamPoller] = []  # one per DynamoDB stream mapping
         # Fires Scheduler schedules up to `schedule_window` s late, as AWS may (0: on time).
         self.schedule_window = schedule_window
         self.scheduler: ScheduleFirer | None = None
@@ -191,6 +194,16 @@ class LocalStack:
             )
             self.pollers.append(poller)
             poller.start()
+        for stream_mapping in read_stream_mappings(deployment.functions, endpoint_url):
+            stream_poller = StreamPoller(
+                by_name[stream_mapping.function_name],
+                stream_mapping,
+                endpoint_url,
+                self.logs.write,
+                init_timeout=self.init_timeout,
+            )
+            self.stream_pollers.append(stream_poller)
+            stream_poller.start()  # LATEST: from now on
         self.scheduler = ScheduleFirer(endpoint_url, window_seconds=self.schedule_window).start()
         # The template's HTTP APIs on 127.0.0.1 (their URL outputs now name the local server)
         self.http_apis = serve_http_apis(
@@ -242,6 +255,8 @@ class LocalStack:
         """Kill every container now; in-flight messages come back after the visibility timeout."""
         for poller in list(self.pollers):
             poller.kill()
+        for stream_poller in self.stream_pollers:
+            stream_poller.kill()
 
     def kill_random_worker(
         self, rng: random.Random, function: str | None = None, *, warm_only: bool = False
@@ -274,6 +289,9 @@ class LocalStack:
         for poller in self.pollers:
             poller.stop(timeout=None if graceful else 0)
         self.pollers = []
+        for stream_poller in self.stream_pollers:
+            stream_poller.stop(timeout=None if graceful else 0)
+        self.stream_pollers = []
         if self.proxy is not None:
             self.proxy.stop()
             self.proxy = None

@@ -51,7 +51,7 @@ def sent_emails() -> list[dict[str, Any]]:
 
 
 class _NoInvocations(dict[str, Any]):
-    """A queue's event source mappings as moto's SQS sees them: none. Moto would receive a
+    """A queue's (or a table's) event source mappings as moto sees them: none. Moto would receive a
     queue's messages and invoke its function (in Docker) on every SendMessage while a mapping
     is enabled; the local stack's pollers (esm.py) do that instead, so a mapping's `Enabled`
     stays what it is on AWS: whether the queue is paused (`jobkit queues pause`)."""
@@ -71,6 +71,21 @@ def keep_queues_from_invoking() -> None:
         self.lambda_event_source_mappings = _NoInvocations()
 
     models.Queue.__init__ = init  # type: ignore[method-assign]
+
+
+def keep_tables_from_invoking() -> None:
+    """Give every moto table `_NoInvocations`: moto would run a table stream's function (in
+    Docker) on every write while a mapping exists, and then drop the stream's records; the
+    local stack's stream pollers (streams.py) read the records and invoke it instead."""
+    from moto.dynamodb.models import table
+
+    original = table.Table.__init__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        self.lambda_event_source_mappings = _NoInvocations()
+
+    table.Table.__init__ = init  # type: ignore[method-assign]
 
 
 _PROVIDERS: list[type] = []
@@ -129,6 +144,7 @@ def publish_queue_ages() -> None:
 def main() -> int:
     """Serve moto on 127.0.0.1 until stdin reaches EOF."""
     keep_queues_from_invoking()
+    keep_tables_from_invoking()
     publish_queue_ages()
     # Imported here: the module docstring and `-P` keep this file importable without moto.
     from moto.moto_server.werkzeug_app import (

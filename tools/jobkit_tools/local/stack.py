@@ -348,6 +348,8 @@ def _read_mappings(functions: list[FunctionSpec], endpoint_url: str) -> list[Que
         found = lam.list_event_source_mappings(FunctionName=function.name)["EventSourceMappings"]
         for esm in found:
             arn = esm["EventSourceArn"]
+            if arn.split(":")[2] == "dynamodb":
+                continue  # a table's stream: streams.py polls it
             if arn.split(":")[2] != "sqs":
                 log.warning("local stack: %s: source %s is not SQS; not polled", function.name, arn)
                 continue
