@@ -34,6 +34,12 @@ FAKE_AWS_ENV = {
 }
 
 
+def deployed(settings: Any) -> Any:
+    """A worker's settings as a stack deploys them: the job log's stream writes the job pages
+    (JobPagesFunction), so the worker writes none."""
+    return settings.model_copy(update={"pages_from_stream": True})
+
+
 def setup_process() -> None:
     """Credentials that go nowhere, and the library importable from a plain checkout."""
     for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):

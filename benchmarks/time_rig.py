@@ -95,6 +95,7 @@ class Rig:
                     "worker_queue": "email",
                     "queue_url": stack.queue_url,
                     "dead_letter_queue_url": stack.dlq_url,
+                    "pages_from_stream": True,  # as deployed: the stream writes the pages
                 }
             ),
         )

@@ -38,6 +38,7 @@ from benchmarks._common import (
     BATCH_SIZE,
     CountingSink,
     bench_job_type,
+    deployed,
     median,
     moto_stack,
     noop_processor,
@@ -123,7 +124,7 @@ class Sides:
     def _jobkit(self, stack: Any) -> Callable[[dict[str, Any], Any], Any]:
         from jobkit.worker import Worker
 
-        worker = Worker("email", settings=stack.worker_settings())
+        worker = Worker("email", settings=deployed(stack.worker_settings()))
         worker.processor(self.job_type)(noop_processor)
         return worker.handle
 

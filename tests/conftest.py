@@ -93,6 +93,9 @@ def _no_real_aws(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "jobkit")
     monkeypatch.setenv("POWERTOOLS_DEV", "false")
+    # Workers made here from the environment: nothing reads moto's stream in-process, so each
+    # batch writes its page (a local stack's workers get "true" from their template).
+    monkeypatch.setenv("JOBKIT_PAGES_FROM_STREAM", "false")
     aws.reset_clients()
 
 
@@ -175,6 +178,7 @@ def create_stack_resources() -> Stack:
         pages_table="pages",
         queues={"email": queue_url},
         dead_letter_queues={"email": dlq_url},
+        pages_from_stream=False,  # nothing reads moto's stream here: the workers write pages
     )
     return Stack(settings, queue_url, dlq_url)
 

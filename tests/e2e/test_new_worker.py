@@ -127,6 +127,11 @@ def test_a_job_runs_through_the_new_worker_on_the_local_stack(
     )
     assert job.state is JobState.SUCCEEDED, job
     assert job.result == {"echo": "hello"}
-    # And the batch's page lists it by its type (the worker got the pages table too)
-    listed = producer.list_jobs(job_type=webhooks_jobs.EXAMPLE)
+    # And the job log's stream pages list it by its type (its queue is found by the stack's
+    # naming), once the stream's batching window has passed
+    listed = wait_until(
+        lambda: producer.list_jobs(job_type=webhooks_jobs.EXAMPLE),
+        60,
+        what="the job to be listed",
+    )
     assert [j.id for j in listed] == ["hello-1"]

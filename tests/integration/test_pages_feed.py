@@ -16,6 +16,7 @@ from aws_lambda_powertools.utilities.data_classes import DynamoDBStreamEvent
 
 from jobkit import JobState, ServiceError
 from jobkit.pages_feed import PagesFeed
+from jobkit.worker import Worker
 from jobkit_tools.local.streams import matches, to_lambda_record
 from tests.conftest import Stack, lambda_context, load_function_app, template
 
@@ -204,3 +205,29 @@ def test_only_inserts_of_job_items_name_jobs(
     assert [r["eventName"] for r in stream.event()["Records"]] == []
     enqueue(stack, ["inserted"])
     assert [r["eventName"] for r in stream.event()["Records"]] == ["INSERT"]
+
+
+def test_as_deployed_the_worker_writes_no_page_and_a_job_stays_listed_from_its_enqueue(
+    stack: Stack, stream: JobLogStream
+) -> None:
+    # Given two jobs enqueued and paged by the stream, and the worker as a stack deploys it
+    # (JOBKIT_PAGES_FROM_STREAM: the stream writes the pages)
+    enqueue(stack, ["deployed-1", "deployed-2"])
+    feed(stack, stream.event())
+    worker = Worker("email", stack.worker_settings().model_copy(update={"pages_from_stream": True}))
+    seen_running: list[list[str]] = []
+
+    def runs(p: Any, ctx: Any) -> None:
+        seen_running.append([j.id for j in stack.client.list_jobs(state="running")])
+
+    worker.processor(ECHO)(runs)
+    calls = record_calls()
+    # When the worker runs them
+    assert deliver(stack, worker, receive_now(stack)) == []
+    # Then it wrote no page, and each job was listed while it ran, and is listed now, once
+    assert [p for p in calls.params.get("PutItem", []) if p["TableName"] == "pages"] == []
+    assert seen_running == [["deployed-1"], ["deployed-2"]]
+    assert [(j.id, j.state) for j in stack.client.list_jobs()] == [
+        ("deployed-2", JobState.SUCCEEDED),
+        ("deployed-1", JobState.SUCCEEDED),
+    ]

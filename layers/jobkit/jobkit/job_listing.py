@@ -9,16 +9,15 @@ Two walks, by where the jobs are found (see `jobkit.store_pages`):
 - by the job pages (every other listing): pages newest first, and in a page its jobs in
   reverse claim order; the jobs are shown newest enqueued first within each window of
   `size` page entries (the listings' order before paging). A token is the window's start
-  and the last job shown of it. A job is named by several pages: the stream's page of its
-  enqueue (`jobkit.pages_feed`), and the page of each worker batch that claimed it. It is
-  listed at one: the oldest page written after its latest claim (a batch writes its page
-  when it ends, so a job running a later attempt shows again once that batch has ended), or,
-  never claimed, the oldest page that names it.
+  and the last job shown of it. A job is listed at the oldest page that names it: in a
+  deployed stack the page the job log's stream wrote of its creation (`jobkit.pages_feed`;
+  twice if Lambda retried that stream batch); where nothing reads the stream (tests on
+  moto), the page of the first worker batch that claimed it (a retry names it again).
 
 What a walk guarantees: paging with the same filters shows every job that does not change
-meanwhile exactly once. A job that changes between two pages may move (by state: to the top,
-so it is not shown again and, if not yet shown, is missed; by pages: a retried job moves to
-its new page at the top the same way). A page can be shorter than `limit` (even empty) while
+meanwhile exactly once, and by pages also one that changes (it stays at its page). By state,
+a job that changes between two pages moves to the top, so it is not shown again and, if not
+yet shown, is missed. A page can be shorter than `limit` (even empty) while
 `next_token` is set: filters that match few jobs are applied to a bounded read per call.
 
 Entries whose id (or, in a page, type) the filters exclude are skipped as they are read; the
@@ -258,6 +257,7 @@ class PagesWalk:
 
     def __init__(self, pages_table: str, queues: Sequence[str], filters: Filters) -> None:
         self.table, self.queues, self.filters = pages_table, list(queues), filters
+
         # A job enqueued after `created_after` was claimed, and its page written, after it.
         self.low = iso(filters.created_after) if filters.created_after else None
         self.read: dict[str, _Read] = {}
@@ -287,7 +287,7 @@ class PagesWalk:
                 since
                 for e in entries
                 if e.pos[1] == queue and e.job_id in jobs
-                if (since := _since(jobs[e.job_id])) <= e.pos[0]
+                if (since := iso(jobs[e.job_id].created_at)) <= e.pos[0]
             ]
             if lows:
                 self._between(queue, min(lows), min(lows))
@@ -299,17 +299,14 @@ class PagesWalk:
         return chosen
 
     def _lists(self, entry: Entry, job: Job) -> bool:
-        """Whether this entry is the one that lists the job: the oldest page written after
-        the job's latest claim (a worker's page, or a stream page written after the claim);
-        for a job never claimed, the oldest that names it (a stream page: a retried stream
-        batch writes its pages again)."""
+        """Whether this entry is the one that lists the job: the oldest page that names it,
+        looked for from its creation on (a producer's clock may run ahead: a page older than
+        that is not refused, only not looked for)."""
         key, queue, index = entry.pos
-        if job.started_at and key < iso(job.started_at):
-            return False  # written before its latest claim
         same_page = self.read[queue].pages[key][:index]
         if any(job_id == job.id for _, job_id in same_page):
             return False
-        older = self._between(queue, _since(job), key)
+        older = self._between(queue, iso(job.created_at), key)
         return not any(job_id == job.id for _, jobs in older for _, job_id in jobs)
 
     def _between(self, queue: str, low: str, high: str) -> list[Page]:
@@ -320,13 +317,6 @@ class PagesWalk:
             read.pages.update(store_walks.pages_between(self.table, queue, low, read.low))
             read.low = low
         return [(k, jobs) for k, jobs in read.pages.items() if low <= k < high]
-
-
-def _since(job: Job) -> str:
-    """The key from which pages may name a job: its latest claim, else its enqueue (pages name
-    a job once it is created: a stream page; producers' clocks may run ahead, so a page older
-    than that is not refused, only not looked for)."""
-    return iso(job.started_at or job.created_at)
 
 
 def encode(

@@ -55,6 +55,13 @@ class Settings(BaseSettings):
     pages_table: str = Field(
         default="", description="Table of the pages each worker batch writes (job listings)."
     )
+    pages_from_stream: bool = Field(
+        default=True,
+        description="A worker setting: the job log's stream writes the job pages "
+        "(jobkit.pages_feed, in every stack template.yaml deploys), so the worker writes "
+        "none. False where nothing reads the stream (tests on moto): each worker batch "
+        "writes a page of the jobs it claimed.",
+    )
     queue_url_prefix: str = Field(
         default="", description="Queue URLs but the name: <prefix><name>, <prefix><name>-dlq."
     )

@@ -14,9 +14,7 @@ with `write` too) from their enqueue.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
 
 from jobkit import aws
 from jobkit.items import n, s
@@ -36,7 +34,8 @@ class JobPages:
 
     @aws.service_errors
     def write(self, queue: str, jobs: list[tuple[str, str]]) -> None:
-        """One page: the (type, id) of the jobs a batch of `queue` claimed."""
+        """One page: the (type, id) of the jobs of `queue` a stream batch saw created (or a
+        worker batch claimed)."""
         now = utcnow()
         aws.dynamodb().put_item(
             TableName=self.table,
@@ -47,35 +46,3 @@ class JobPages:
                 "expires_at": n(int((now + PAGE_RETENTION).timestamp())),
             },
         )
-
-    @aws.service_errors
-    def newest(self, queue: str, limit: int) -> list[tuple[str, str, str]]:
-        """(page key, type, id) of up to `limit` jobs of `queue`, newest page first; a job
-        claimed again (a retry) appears once, in its newest page."""
-        found: list[tuple[str, str, str]] = []
-        seen: set[str] = set()
-        for page in self._pages(queue):
-            for entry in page["jobs"]["L"]:
-                job_type, job_id = (value["S"] for value in entry["L"])
-                if job_id not in seen:
-                    seen.add(job_id)
-                    found.append((page["page"]["S"], job_type, job_id))
-            if len(found) >= limit:
-                break
-        return found[:limit]
-
-    def _pages(self, queue: str) -> Iterator[dict[str, Any]]:
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "KeyConditionExpression": "#q = :q",
-            "ExpressionAttributeNames": {"#q": "queue"},
-            "ExpressionAttributeValues": {":q": s(queue)},
-            "ScanIndexForward": False,
-            "Limit": 100,  # pages a request reads: a listing rarely needs more
-        }
-        while True:
-            response = aws.dynamodb().query(**kwargs)
-            yield from response.get("Items", [])
-            if "LastEvaluatedKey" not in response:
-                return
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]

@@ -97,8 +97,8 @@ class WorkerBase:
     def _write_page(self) -> None:
         """One page of the jobs this batch claimed, for listings (see `jobkit.store_pages`)."""
         claimed, self._claimed = self._claimed, []
-        if not claimed or not self.settings.pages_table:
-            return
+        if not claimed or not self.settings.pages_table or self.settings.pages_from_stream:
+            return  # the stream's page of each job's creation lists it
         try:
             JobPages(self.settings.pages_table).write(self.queue, claimed)
         except ServiceError as exc:

@@ -181,6 +181,8 @@ class Harness:
             "schedule_group": self.schedule_group,
             "recurring_group": self.recurring_group,
             "scheduler_role_arn": f"arn:aws:iam::{self._account}:role/jobkit-scheduler",
+            # Nothing here reads the job log's stream: each worker batch writes its page.
+            "pages_from_stream": False,
         }
         self._settings = Settings(**values)
         for name, value in {**values, "applications_table": self.applications_table}.items():
