@@ -2,9 +2,9 @@
 the jobs the batch saw created, so that a job still waiting in its queue (queued, or scheduled
 for later) is listed before any worker claims it.
 
-The workers' pages (`jobkit.store_pages`) name the jobs each worker batch claimed; these name
-the jobs each item INSERT created: an enqueue (tracking `full`), the claim that adopts a job
-(`light`), the first failure (`failures`). They are written off the hot path, by the
+They name the jobs each item INSERT created: an enqueue (tracking `full`), the claim that
+adopts a job (`light`), the first failure (`failures`); the deployed workers write no pages of
+their own (`Settings.pages_from_stream`). They are written off the hot path, by the
 `JobPagesFunction` of template.yaml: Lambda hands it up to 1,000 INSERT records gathered over
 up to 10 s (the event source mapping's filter drops every other record before an invocation).
 A page that cannot be written fails the invocation, so Lambda retries the batch (split in two)

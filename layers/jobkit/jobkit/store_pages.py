@@ -1,16 +1,16 @@
-"""Job pages: which jobs each worker batch claimed, per queue, newest first.
+"""Job pages: which jobs were created (or claimed), per queue, newest first.
 
 The job log's key is the job id alone, so listing a queue's or a type's recent jobs without a
 Scan needs an index. A secondary-index entry written with every job costs a write unit per
-job, a third of what a job's own three writes cost. Instead each worker batch writes one page
-to the pages table: key = the queue, sort key = when the batch ran (+ a random tail), one item
-of up to about 1 KB holding the (type, id) of every job the batch claimed: one write unit for
-up to 10 jobs. Jobs in off-happy-path states (scheduled, retrying, failed, cancelled) are also
-in the job log's sparse `by_state` index from the moment they get there; the pages list jobs
-from their claim on, and the pages the job log's stream feeds (`jobkit.pages_feed`, written
-with `write` too) from their enqueue.
+job, a third of what a job's own three writes cost. Instead a page is written to the pages
+table per batch: key = the queue, sort key = when it was written (+ a random tail), one item
+holding the (type, id) of every job of the batch: one write unit per KB, about 15 jobs. In a
+deployed stack the job log's stream writes them, naming the jobs each stream batch saw
+created (`jobkit.pages_feed`); where nothing reads the stream, each worker batch names the
+jobs it claimed (`Settings.pages_from_stream` false). Jobs in off-happy-path states
+(scheduled, retrying, failed, cancelled) are also in the job log's sparse `by_state` index
+from the moment they get there.
 """
-
 from __future__ import annotations
 
 import secrets
