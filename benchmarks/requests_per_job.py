@@ -285,8 +285,9 @@ def run(cpu_per_record: float | None = None, n: int = N_JOBS) -> list[Result]:
     results.append(
         Result(
             "cost",
-            "enqueue_many: $ per million jobs (no SES)",
-            sum(v for k, v in costs["enqueue_many"].items() if not k.startswith("_")),
+            "enqueue_many: $ per million jobs (no SES; stream pages, 10 a batch)",
+            sum(v for k, v in costs["enqueue_many"].items() if not k.startswith("_"))
+            + stream_pages.dollars_per_million(many.stream[10], n, p),
             None,
             "$",
         )
