@@ -11,6 +11,7 @@ jobs it claimed (`Settings.pages_from_stream` false). Jobs in off-happy-path sta
 (scheduled, retrying, failed, cancelled) are also in the job log's sparse `by_state` index
 from the moment they get there.
 """
+
 from __future__ import annotations
 
 import secrets
