@@ -231,3 +231,19 @@ def test_as_deployed_the_worker_writes_no_page_and_a_job_stays_listed_from_its_e
         ("deployed-2", JobState.SUCCEEDED),
         ("deployed-1", JobState.SUCCEEDED),
     ]
+
+
+def test_bulk_cancel_reaches_jobs_waiting_in_the_queue(stack: Stack, stream: JobLogStream) -> None:
+    # Given two jobs waiting in the queue, paged by the stream, and another one
+    enqueue(stack, ["maint-1", "maint-2", "keep-1"])
+    feed(stack, stream.event())
+    # When the waiting ones named `maint-` are cancelled in bulk (as for maintenance)
+    result = stack.client.cancel_many(id_prefix="maint-")
+    # Then both are cancelled, and the other still waits
+    assert sorted(result.done) == ["maint-1", "maint-2"] and result.failed == []
+    assert stack.client.get_job("keep-1").state is JobState.QUEUED  # type: ignore[union-attr]
+    # And when the worker gets the three messages, it runs only the one not cancelled
+    runs = Runs()
+    assert deliver(stack, make_worker(stack, runs), receive_now(stack)) == []
+    assert [job_id for _, job_id, _ in runs.calls] == ["keep-1"]
+    assert stack.client.get_job("maint-1").state is JobState.CANCELLED  # type: ignore[union-attr]

@@ -103,7 +103,7 @@ def cancel(
     stack: StackOption = None,
 ) -> None:
     """Cancel a scheduled, queued or retrying job; it will never run. Without an ID, cancel
-    every scheduled or retrying job matching the filters (asks first, unless --yes)."""
+    every scheduled, queued or retrying job matching the filters (asks first, unless --yes)."""
     client, _ = client_for(stack)
     one, many = client.cancel, client.cancel_many
     filters = _Filters(job_type, queue, id_prefix, _utc(since), _utc(until), limit, every)

@@ -207,12 +207,13 @@ class AdminCalls:
         limit: int = 100,
         dry_run: bool = False,
     ) -> BulkResult:
-        """`cancel` each scheduled or retrying job that matches (newest first, up to `limit`
-        of each state); `dry_run` only says which would be cancelled. A queued job is not
-        reached (`cancel` one by id): pause the queue to hold those."""
+        """`cancel` each scheduled, queued or retrying job that matches (newest first, up to
+        `limit` of each state); `dry_run` only says which would be cancelled. Queued jobs are
+        found by the job pages, so one enqueued in the last seconds (before its stream page)
+        is not reached: pause the queue first to hold new ones, or cancel it by id."""
         ids = [
             job.id
-            for state in (JobState.SCHEDULED, JobState.RETRYING)
+            for state in (JobState.SCHEDULED, JobState.QUEUED, JobState.RETRYING)
             for job in self.list_jobs(
                 state,
                 job_type,

@@ -155,7 +155,7 @@ def _operator_routes(app: APIGatewayHttpResolver, client: ClientOf) -> None:
 
 
 def _bulk_route(app: APIGatewayHttpResolver, client: ClientOf, action: str) -> None:
-    which = "failed" if action == "retry" else "scheduled or retrying"
+    which = "failed" if action == "retry" else "scheduled, queued or retrying"
 
     def bulk(body: BulkFilter) -> BulkOutcome:
         return calls.bulk(client(), action, body)
