@@ -30,7 +30,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from jobkit_tools.local.esm_container import Container, ContainerError, LogWriter, Outcome
+from jobkit_tools.local.esm_container import (
+    ENABLED_CHECK_S,
+    Container,
+    ContainerError,
+    LogWriter,
+    MappingState,
+    Outcome,
+)
 from jobkit_tools.local.stack import FunctionSpec, QueueMappingSpec, client
 from jobkit_tools.sqs_event import to_record
 
@@ -39,7 +46,6 @@ log = logging.getLogger("jobkit.local")
 INIT_TIMEOUT_S = 10.0  # Lambda's init phase limit; `init_timeout` below stretches it on slow CI
 RECEIVE_WAIT_S = 1  # short long-polls, so stopping never waits on a 20 s receive
 # How often a poller looks whether its mapping was disabled (a paused queue) or enabled.
-ENABLED_CHECK_S = 1.0
 DEFAULT_MAX_CONCURRENCY = 5  # a mapping without ScalingConfig; AWS would go up to 1,000
 
 
@@ -115,9 +121,7 @@ class QueuePoller:
         self.stats = MappingStats()
         self._write_log = write_log
         self._sqs = client("sqs", endpoint_url)
-        self._lambda = client("lambda", endpoint_url)
-        self._enabled_checked = 0.0  # monotonic time of the last look at the mapping's state
-        self._enabled = True
+        self._state = MappingState(endpoint_url, mapping.uuid, function.logical_id)
         self.paused = threading.Event()  # set while the poller holds off: its mapping disabled
         self._slots = threading.Semaphore(self.concurrency)
         self._idle: list[Container] = []
@@ -215,17 +219,7 @@ class QueuePoller:
             thread.start()
 
     def _is_enabled(self) -> bool:
-        """The mapping's `Enabled`, as Lambda has it, looked at every ENABLED_CHECK_S."""
-        now = time.monotonic()
-        if now - self._enabled_checked >= ENABLED_CHECK_S:
-            self._enabled_checked = now
-            try:
-                state = self._lambda.get_event_source_mapping(UUID=self.mapping.uuid)["State"]
-            except Exception as error:  # moto restarting: keep the last known state
-                log.warning("%s: mapping state unknown: %s", self.function.logical_id, error)
-            else:
-                self._enabled = state in ("Enabled", "Enabling", "Creating", "Updating")
-        return self._enabled
+        return self._state.enabled()
 
     def _collect(self) -> list[dict[str, Any]]:
         """One batch: up to BatchSize records, or what arrived before the window closed."""

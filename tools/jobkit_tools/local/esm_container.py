@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import queue
 import signal
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
-from jobkit_tools.local.stack import FunctionSpec, base_env
+from jobkit_tools.local.stack import FunctionSpec, base_env, client
 
 LogWriter = Callable[[str, str], None]
 """Receives (source, line) for every line a function logs."""
@@ -202,3 +203,31 @@ class Container:
         for stream in (self.process.stdout, self.process.stderr):
             if stream is not None:
                 stream.close()
+
+
+ENABLED_CHECK_S = 1.0  # how often a poller looks at its mapping's `Enabled`
+log = logging.getLogger("jobkit.local")
+
+
+class MappingState:
+    """An event source mapping's `Enabled` as Lambda has it (`jobkit queues pause` turns it
+    off), looked at every ENABLED_CHECK_S: a disabled mapping's poller reads nothing. While
+    moto cannot answer (restarting), the last known state holds."""
+
+    def __init__(self, endpoint_url: str, mapping_uuid: str, name: str) -> None:
+        self._lambda = client("lambda", endpoint_url)
+        self.uuid, self.name = mapping_uuid, name
+        self._checked = 0.0  # monotonic time of the last look
+        self._enabled = True
+
+    def enabled(self) -> bool:
+        now = time.monotonic()
+        if now - self._checked >= ENABLED_CHECK_S:
+            self._checked = now
+            try:
+                state = self._lambda.get_event_source_mapping(UUID=self.uuid)["State"]
+            except Exception as error:  # moto restarting: keep the last known state
+                log.warning("%s: mapping state unknown: %s", self.name, error)
+            else:
+                self._enabled = state in ("Enabled", "Enabling", "Creating", "Updating")
+        return self._enabled

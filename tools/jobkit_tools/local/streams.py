@@ -34,14 +34,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from jobkit_tools.local.esm_container import Container, ContainerError, LogWriter, Outcome
+from jobkit_tools.local.esm_container import (
+    Container,
+    ContainerError,
+    LogWriter,
+    MappingState,
+    Outcome,
+)
 from jobkit_tools.local.stack import FunctionSpec, client
 
 log = logging.getLogger("jobkit.local")
 
 POLL_S = 1.0  # GetRecords about every second, as Lambda polls a stream's shards
 RETRY_WAIT_S = 1.0  # between the attempts of a failed batch
-ENABLED_CHECK_S = 1.0
 INIT_TIMEOUT_S = 10.0
 
 
@@ -167,12 +172,11 @@ class StreamPoller:
         self.stats = StreamStats()
         self._write_log = write_log
         self._streams = client("dynamodbstreams", endpoint_url)
-        self._lambda = client("lambda", endpoint_url)
+        self._state = MappingState(endpoint_url, mapping.uuid, function.logical_id)
         self._shards: list[_Shard] = []
         self._container: Container | None = None
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._enabled, self._enabled_checked = True, 0.0
         self._thread = threading.Thread(
             target=self._poll, name=f"stream-{function.logical_id}", daemon=True
         )
@@ -218,17 +222,7 @@ class StreamPoller:
             self._stopping.wait(POLL_S)
 
     def _is_enabled(self) -> bool:
-        """The mapping's `Enabled`, as Lambda has it, looked at every ENABLED_CHECK_S."""
-        now = time.monotonic()
-        if now - self._enabled_checked >= ENABLED_CHECK_S:
-            self._enabled_checked = now
-            try:
-                state = self._lambda.get_event_source_mapping(UUID=self.mapping.uuid)["State"]
-            except Exception as error:  # moto restarting: keep the last known state
-                log.warning("%s: mapping state unknown: %s", self.function.logical_id, error)
-            else:
-                self._enabled = state in ("Enabled", "Enabling", "Creating", "Updating")
-        return self._enabled
+        return self._state.enabled()
 
     def _read(self, shard: _Shard) -> None:
         """The shard's new records, filtered, added to its pending batch."""
