@@ -9,7 +9,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes import DynamoDBStreamEvent
 
-from jobkit.pages_feed import ENTRY_OVERHEAD, MAX_PAGE_BYTES, inserted, split
+from jobkit.pages_feed import ENTRY_OVERHEAD, MAX_PAGE_BYTES, MAX_PAGE_JOBS, inserted, split
 from tests.conftest import ROOT, template
 
 RESOURCES: dict[str, Any] = template()["Resources"]
@@ -94,16 +94,25 @@ def test_the_handler_is_decorators_and_one_call() -> None:
 def test_a_large_batch_is_cut_into_pages_a_dynamodb_item_holds() -> None:
     # Given 1,000 jobs with the longest ids there are (512 characters)
     jobs = [("email.send_invite", f"{i:04d}" + "x" * 508) for i in range(1_000)]
-    # When they are cut into pages
-    pages = split(jobs)
+    # When they are cut into pages, with room for a thousand jobs a page
+    pages = split(jobs, limit=MAX_PAGE_BYTES)
     # Then every job is in one, in order, and every page fits in an item with room to spare
     assert [job for page in pages for job in page] == jobs
-    assert len(pages) > 1
     for page in pages:
         size = sum(len(t) + len(i) + ENTRY_OVERHEAD for t, i in page)
         assert size <= MAX_PAGE_BYTES < ITEM_LIMIT - 1024
-    # And a batch of short ids is one page
-    assert len(split([("t", str(i)) for i in range(1_000)])) == 1
+    # And at a byte limit below MAX_PAGE_JOBS of them, pages are cut by size
+    assert len(split(jobs[:100], limit=20_000)) == 3
+
+
+def test_a_page_names_at_most_a_hundred_jobs_so_a_listing_reads_little() -> None:
+    # Given 1,000 jobs with short ids (all in one item by size)
+    jobs = [("t", str(i)) for i in range(1_000)]
+    # When they are cut into pages
+    pages = split(jobs)
+    # Then ten pages of MAX_PAGE_JOBS, in order
+    assert [len(page) for page in pages] == [MAX_PAGE_JOBS] * 10
+    assert [job for page in pages for job in page] == jobs
     assert split([]) == []
 
 

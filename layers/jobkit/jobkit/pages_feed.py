@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 MAX_PAGE_BYTES = 350_000
 # Bytes DynamoDB counts for one pair besides its two strings (list and element overheads).
 ENTRY_OVERHEAD = 8
+# Jobs a page names at most: a listing reads whole pages (and the jobs they name), so a page
+# of a thousand would make a page of 50 jobs read a thousand. Write units are per KB, so
+# smaller pages cost the same but for rounding (under 1 write unit a page).
+MAX_PAGE_JOBS = 100
 
 Jobs = list[tuple[str, str]]  # (job type, job id)
 
@@ -64,13 +68,13 @@ def inserted(event: DynamoDBStreamEvent) -> tuple[dict[str, Jobs], int]:
 
 
 def split(jobs: Jobs, limit: int = MAX_PAGE_BYTES) -> list[Jobs]:
-    """`jobs` cut into pages of at most `limit` bytes (as DynamoDB counts an item's size), in
-    order; a job id is at most 512 characters, so every page holds hundreds."""
+    """`jobs` cut into pages of at most MAX_PAGE_JOBS jobs and `limit` bytes (as DynamoDB
+    counts an item's size), in order."""
     pages: list[Jobs] = []
     size = 0
     for job_type, job_id in jobs:
         entry = len(job_type.encode()) + len(job_id.encode()) + ENTRY_OVERHEAD
-        if not pages or size + entry > limit:
+        if not pages or size + entry > limit or len(pages[-1]) >= MAX_PAGE_JOBS:
             pages.append([])
             size = 0
         pages[-1].append((job_type, job_id))
