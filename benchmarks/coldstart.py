@@ -97,11 +97,24 @@ FIRST_RECORD = {
     + "Application.model_rebuild()  # email-validator\n"
     + "from jobkit_apps.email import DocumentsReminderPayload\n"
     + "DocumentsReminderPayload.model_rebuild()\n",
+    # An enqueue whose payload is refused: the route, its body model and validation are built
+    # as for a real enqueue (the clients above are what it would then call)
+    "ApiFunction": _clients("dynamodb", "sqs")
+    + "import types, json\n"
+    + "ctx = types.SimpleNamespace(function_name='api', memory_limit_in_mb=256, "
+    + "invoked_function_arn='arn', aws_request_id='1')\n"
+    + "event = {'version': '2.0', 'routeKey': '$default', 'rawPath': "
+    + "'/types/email.send_invite/jobs', 'headers': {}, 'body': json.dumps({'payload': {}}), "
+    + "'requestContext': {'http': {'method': 'POST', 'path': '/types/email.send_invite/jobs'}, "
+    + "'stage': '$default'}, 'isBase64Encoded': False}\n"
+    + "assert app.lambda_handler(event, ctx)['statusCode'] == 422\n",
     # Partners through Powertools Parameters (ssm, secretsmanager); the HTTP adapter (urllib3)
     "SyndicationFunction": _clients("dynamodb", "sqs")
     + "from syndication_worker.processors import runtime\nruntime().registry._providers()\n",
 }
 FIRST_RECORD_NOTE = {
+    "ApiFunction": "dynamodb, sqs clients; an enqueue request routed and validated "
+    "(its route and body model built; email-validator)",
     "EmailFunction": "dynamodb, sesv2 clients; Jinja2 environment; email-validator",
     "NightlyFunction": "dynamodb, sqs clients",
     "RemindersFunction": "dynamodb, sqs clients; email-validator (applicant, email payload)",

@@ -72,6 +72,12 @@ def client(service: str) -> Any:
                     connect_timeout=CONNECT_TIMEOUT,
                     read_timeout=READ_TIMEOUT,
                     tcp_keepalive=True,
+                    # botocore checks each call's parameters against the service model before
+                    # sending it: ~50 µs of CPU a call, 8 % of a warm record (BENCHMARKS.md
+                    # section 2). jobkit's calls are fixed shapes filled from validated models;
+                    # the serializer still refuses an unknown parameter, and AWS checks every
+                    # value again on arrival.
+                    parameter_validation=False,
                     # enqueue_many writes its jobs in parallel, one conditional put each
                     max_pool_connections=ENQUEUE_THREADS,
                 )

@@ -17,7 +17,7 @@ from jobkit import aws
 from jobkit.errors import ServiceError
 from jobkit.items import n, s
 from jobkit.models import Job, JobState, iso, utcnow
-from jobkit.store_claims import Claim, ClaimOutcome, Claims
+from jobkit.store_claims import Claim, ClaimOutcome, Claims, Expected
 from jobkit.store_items import (
     BY_STATE,
     CANCELLABLE,
@@ -40,6 +40,7 @@ __all__ = [
     "INDEXED_STATES",
     "Claim",
     "ClaimOutcome",
+    "Expected",
     "Item",
     "JobLog",
     "job_from_item",

@@ -4,6 +4,7 @@ log item yet), in one conditional write that also says why a refused claim was r
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,75 @@ class Claim:
     outcome: ClaimOutcome
     job: Job | None = None
     lease_remaining: float = 0.0
+
+
+@dataclass(frozen=True)
+class Expected:
+    """The job a message names, as the message has it. A claim given one holds only for the
+    job that is exactly that (its type and payload; the message must agree with the log).
+
+    The claim also requires the job's `max_attempts` to be this one and its generation to be 0
+    (never redriven): then the write returns only what it changed (`UPDATED_NEW`, a few
+    scalars) instead of the whole item, and the claimed `Job` is this plus those. A job that
+    differs in those two alone is claimed again, the long way (one more write): one whose
+    type's max_attempts changed since it was enqueued, or a redriven one."""
+
+    type: str
+    queue: str  # the worker's (the log's is not read back)
+    payload: dict[str, Any]
+    max_attempts: int  # the job type's
+    created_at: datetime  # the message's enqueued_at (the log's is not read back)
+
+    def job(self, job_id: str, attempts: int, now: datetime, lease_until_ms: int) -> Job:
+        """The claimed job: the log's, as the claim's condition has just proved."""
+        return Job(
+            id=job_id,
+            type=self.type,
+            queue=self.queue,
+            state=JobState.RUNNING,
+            attempts=attempts,
+            max_attempts=self.max_attempts,
+            created_at=self.created_at,
+            updated_at=now,
+            started_at=now,
+            payload=self.payload,
+            lease_until=datetime.fromtimestamp(lease_until_ms / 1000, now.tzinfo),
+        )
+
+
+def _claim_write(
+    now: datetime, lease_seconds: float, dead_letter_generation: int | None, take_over: bool
+) -> tuple[str, str, dict[str, AttributeValueTypeDef]]:
+    """A claim's update, condition and values (see `Claims.claim`)."""
+    now_ms_ = int(now.timestamp() * 1000)
+    values: dict[str, AttributeValueTypeDef] = {
+        ":running": s(JobState.RUNNING.value),
+        ":one": n(1),
+        ":now": s(iso(now)),
+        ":lease": n(now_ms_ + int(lease_seconds * 1000)),
+    }
+    if dead_letter_generation is not None:
+        values[":failed"] = s(JobState.FAILED.value)
+        values[":gen"] = n(dead_letter_generation)
+        update = (
+            "SET state = :running, attempts = :one, generation = generation + :one, "
+            "lease_until = :lease, started_at = :now, updated_at = :now "
+            "REMOVE state_shard, expires_at, finished_at, dead_letter_due"
+        )
+        return update, "state = :failed AND generation = :gen", values
+    condition = "state IN (:scheduled, :queued, :retrying)"
+    values[":scheduled"] = s(JobState.SCHEDULED.value)
+    values[":queued"] = s(JobState.QUEUED.value)
+    values[":retrying"] = s(JobState.RETRYING.value)
+    if take_over:
+        condition += " OR (state = :running AND lease_until < :now_ms)"
+        values[":now_ms"] = n(now_ms_)
+    # Attempts never go past the job's max_attempts.
+    update = (
+        "SET state = :running, attempts = attempts + :one, lease_until = :lease, "
+        "started_at = :now, updated_at = :now REMOVE state_shard, next_attempt_at"
+    )
+    return update, f"({condition}) AND attempts < max_attempts", values
 
 
 def _refused_claim(
@@ -82,8 +152,7 @@ class Claims(JobTable):
         lease_seconds: float,
         dead_letter_generation: int | None = None,
         *,
-        job_type: str | None = None,
-        payload: dict[str, Any] | None = None,
+        expected: Expected | None = None,
         take_over: bool = True,
     ) -> Claim:
         """Take the job for one attempt: running, attempts + 1, lease until now + lease.
@@ -91,58 +160,54 @@ class Claims(JobTable):
         Allowed from scheduled, queued or retrying, or, with `take_over`, from running once
         the lease has passed (the previous attempt crashed or timed out) if attempts are
         left. A redriven dead-letter message (`dead_letter_generation`) may instead take a
-        failed job of that generation, with fresh attempts. With `job_type` and `payload`,
-        only a job that is exactly that (the message must agree with the log); a job that is
-        not comes back as MISMATCH, unchanged.
+        failed job of that generation, with fresh attempts. With `expected`, only the job
+        that is exactly that (the message must agree with the log); a job that is not comes
+        back as MISMATCH, unchanged.
         """
+        short = expected is not None and dead_letter_generation is None
+        claim = self._claim(
+            job_id, lease_seconds, dead_letter_generation, expected, take_over, short=short
+        )
+        if claim is None:  # another max_attempts or generation than expected: the long way
+            claim = self._claim(job_id, lease_seconds, None, expected, take_over, short=False)
+        assert claim is not None  # only a short claim gives up
+        return claim
+
+    def _claim(
+        self,
+        job_id: str,
+        lease_seconds: float,
+        dead_letter_generation: int | None,
+        expected: Expected | None,
+        take_over: bool,
+        *,
+        short: bool,
+    ) -> Claim | None:
+        """One claim write. `short` (with `expected`): the write returns only what it changed
+        and holds only for the expected max_attempts and generation 0; None when the job is
+        claimable but has another of those."""
         from botocore.exceptions import ClientError
 
         now = utcnow()
         now_ms_ = int(now.timestamp() * 1000)
-        values: dict[str, AttributeValueTypeDef] = {
-            ":running": s(JobState.RUNNING.value),
-            ":one": n(1),
-            ":now": s(iso(now)),
-            ":lease": n(now_ms_ + int(lease_seconds * 1000)),
-        }
-        if dead_letter_generation is None:
-            condition = "state IN (:scheduled, :queued, :retrying)"
-            values.update(
-                {
-                    ":scheduled": s(JobState.SCHEDULED.value),
-                    ":queued": s(JobState.QUEUED.value),
-                    ":retrying": s(JobState.RETRYING.value),
-                }
-            )
-            if take_over:
-                condition += " OR (state = :running AND lease_until < :now_ms)"
-                values[":now_ms"] = n(now_ms_)
-            # Attempts never go past the job's max_attempts.
-            condition = f"({condition}) AND attempts < max_attempts"
-            update = (
-                "SET state = :running, attempts = attempts + :one, lease_until = :lease, "
-                "started_at = :now, updated_at = :now REMOVE state_shard, next_attempt_at"
-            )
-        else:
-            condition = "state = :failed AND generation = :gen"
-            update = (
-                "SET state = :running, attempts = :one, generation = generation + :one, "
-                "lease_until = :lease, started_at = :now, updated_at = :now "
-                "REMOVE state_shard, expires_at, finished_at, dead_letter_due"
-            )
-            values[":failed"] = s(JobState.FAILED.value)
-            values[":gen"] = n(dead_letter_generation)
-        if job_type is not None:
+        update, condition, values = _claim_write(
+            now, lease_seconds, dead_letter_generation, take_over
+        )
+        if expected is not None:
             condition += " AND type = :type AND payload = :payload"
-            values[":type"] = s(job_type)
-            values[":payload"] = as_json(payload or {})
+            values[":type"] = s(expected.type)
+            values[":payload"] = as_json(expected.payload)
+            if short:
+                condition += " AND max_attempts = :max AND generation = :zero"
+                values[":max"] = n(expected.max_attempts)
+                values[":zero"] = n(0)
         try:
             response = self._update(
                 job_id,
                 update,
                 values,
                 condition=f"attribute_exists(pk) AND {condition}",
-                returns="ALL_NEW",
+                returns="UPDATED_NEW" if short else "ALL_NEW",
                 on_conflict="ALL_OLD",
             )
         except ClientError as exc:
@@ -150,30 +215,42 @@ class Claims(JobTable):
             mine = (values[":lease"], values[":now"])
             if old and retried(exc) and (old.get("lease_until"), old.get("started_at")) == mine:
                 return Claim(ClaimOutcome.CLAIMED, job_from_item(old))  # a retry of this claim
+            if (
+                short
+                and old
+                and (old.get("max_attempts"), old.get("generation"))
+                != (
+                    values[":max"],
+                    values[":zero"],
+                )
+            ):
+                return None
+            job_type = expected.type if expected else None
             return _refused_claim(old, job_type, values.get(":payload"), now_ms_)
+        if short and expected is not None:
+            attempts = int(response["Attributes"]["attempts"]["N"])
+            job = expected.job(job_id, attempts, now, int(values[":lease"]["N"]))
+            return Claim(ClaimOutcome.CLAIMED, job)
         return Claim(ClaimOutcome.CLAIMED, job_from_item(response["Attributes"]))
 
     @aws.service_errors
     def adopt(
-        self,
-        job_id: str,
-        job_type: str,
-        queue: str,
-        max_attempts: int,
-        payload: dict[str, Any],
-        lease_seconds: float,
-        *,
-        take_over: bool = True,
+        self, job_id: str, expected: Expected, lease_seconds: float, *, take_over: bool = True
     ) -> Claim:
         """Create the log item of a job whose producer sent it straight to SQS, claimed; if
         the job is there already, claim it (it must be the same job)."""
-        item = new_item(job_id, job_type, queue, max_attempts, payload, JobState.RUNNING)
+        item = new_item(
+            job_id,
+            expected.type,
+            expected.queue,
+            expected.max_attempts,
+            expected.payload,
+            JobState.RUNNING,
+        )
         item["attempts"] = n(1)
         item["started_at"] = item["updated_at"]
         item["lease_until"] = n(now_ms() + int(lease_seconds * 1000))
         created, job = self.put_new(item)
         if created:
             return Claim(ClaimOutcome.CLAIMED, job)
-        return self.claim(
-            job_id, lease_seconds, job_type=job_type, payload=payload, take_over=take_over
-        )
+        return self.claim(job_id, lease_seconds, expected=expected, take_over=take_over)

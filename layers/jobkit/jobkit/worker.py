@@ -27,7 +27,7 @@ from jobkit.jobs import JobType, Tracking
 from jobkit.models import Envelope, Job, JobState, utcnow
 from jobkit.observability import REDUNDANT_KEYS, logger
 from jobkit.store import Claim, ClaimOutcome
-from jobkit.worker_attempts import Attempts
+from jobkit.worker_attempts import Attempts, expected_of
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
@@ -183,8 +183,7 @@ class Worker(Attempts):
             envelope.id,
             lease_seconds(job_type),
             generation,
-            job_type=job_type.name,
-            payload=envelope.payload,
+            expected=expected_of(envelope, job_type),
             take_over=self._takes_over(job_type),
         )
         if claim.outcome is ClaimOutcome.MISSING and generation is None:

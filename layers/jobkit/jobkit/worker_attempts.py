@@ -22,7 +22,7 @@ from jobkit.jobs import Guarantee, JobType
 from jobkit.models import Envelope, Job
 from jobkit.observability import logger
 from jobkit.redact import redact
-from jobkit.store import Claim, ClaimOutcome
+from jobkit.store import Claim, ClaimOutcome, Expected
 from jobkit.worker_messages import Messages
 
 if TYPE_CHECKING:
@@ -133,10 +133,7 @@ class Attempts(Messages):
         is there, claim it (it must be the same job)."""
         return self.log.adopt(
             envelope.id,
-            job_type.name,
-            job_type.queue,
-            job_type.max_attempts,
-            envelope.payload,
+            expected_of(envelope, job_type),
             lease_seconds(job_type),
             take_over=self._takes_over(job_type),
         )
@@ -220,3 +217,14 @@ class Attempts(Messages):
             "job outcome dropped: this attempt no longer holds the job",
             extra={"outcome": outcome},
         )
+
+
+def expected_of(envelope: Envelope, job_type: JobType) -> Expected:
+    """The job a message names, as the message has it (claims hold only for exactly that)."""
+    return Expected(
+        type=job_type.name,
+        queue=job_type.queue,
+        payload=envelope.payload,
+        max_attempts=job_type.max_attempts,
+        created_at=envelope.enqueued_at,
+    )

@@ -33,7 +33,9 @@ class ErrorBody(BaseModel):
 class EnqueueFields(BaseModel):
     """What an enqueue carries besides the payload (each job type's body adds its payload)."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Each type's body is built when its route first validates one, not when the API starts:
+    # a cold start then builds none of them (email-validator loads with an EmailStr payload's).
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     job_id: str | None = JobIdField
     delay_seconds: float | None = Field(
