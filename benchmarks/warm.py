@@ -2,10 +2,11 @@
 
 Batches of 10 SQS records (Lambda event shape) of a `bench.noop` job go to jobkit's `Worker`
 and to `HandWrittenWorker` (warm_workers.py: the happy path's duties by hand, on the same
-boto3 client and the same Powertools logger, as many INFO lines per job as jobkit logged in the
-same run), each against two DynamoDBs, and to a bare Powertools BatchProcessor that only
-`json.loads` (context, not a target). Five sides per round, in a rotating order, each on a
-fresh batch of queued jobs written straight into its log:
+boto3 client and the same Powertools logger and metrics, as many INFO lines per job as jobkit
+logged in the same run), each against two DynamoDBs, to `MinimalWorker` (fewer duties:
+context), and to a bare Powertools BatchProcessor that only `json.loads` (context). Six sides
+per round, in a rotating order, each on a fresh batch of queued jobs written straight into its
+log:
 
 - `jobkit`, `hand`: moto in-process (`mock_aws`). Measured: CPU per record less the CPU inside
   moto's request handler, (c): the worker plus botocore's client side, what a Lambda CPU runs
@@ -16,6 +17,7 @@ fresh batch of queued jobs written straight into its log:
   process's CPU per record, and the part inside botocore's send path, per call. jobkit's
   figure here is the CPU input of the Lambda duration model (requests_per_job.py,
   time_requests.py, sizing.py).
+- `minimal`: moto in-process, (c) and (b) as above.
 - `bare`: the BatchProcessor on jobkit's batch.
 
 Requests are signed by botocore's Python SigV4 signer, as on Lambda (no awscrt in its runtime).
@@ -46,6 +48,7 @@ from benchmarks._common import (
 )
 from benchmarks.warm_workers import (
     HandWrittenWorker,
+    MinimalWorker,
     bare_handler,
     baseline_logger,
     counting_info,
@@ -57,7 +60,7 @@ TARGET_RATIO = 1.1
 RUNS = 3
 ROUNDS = 30  # rounds per run (each: one batch per side)
 WARMUP = 3
-SIDES = ("jobkit", "hand", "bare", "jobkit@https", "hand@https")
+SIDES = ("jobkit", "hand", "minimal", "bare", "jobkit@https", "hand@https")
 
 
 @dataclass
@@ -103,7 +106,7 @@ def spread(values: list[float]) -> tuple[float, float, float]:
 
 
 class Sides:
-    """The two stacks (moto in-process, moto over HTTPS), the handlers of the five sides, the
+    """The two stacks (moto in-process, moto over HTTPS), the handlers of the six sides, the
     log sinks and INFO counters of the two workers."""
 
     def __init__(self, stacks: dict[str, Any], clients: dict[str, dict[str, Any]]) -> None:
@@ -118,6 +121,9 @@ class Sides:
             self.handle["hand" + suffix] = HandWrittenWorker(
                 stack.settings.table, self.job_type, noop_processor, lambda: self.lines_per_job
             ).handle
+        self.handle["minimal"] = MinimalWorker(
+            stacks["moto"].settings.table, self.job_type, noop_processor, lambda: 1
+        ).handle
         self.sinks = {"jobkit": CountingSink(), "hand": CountingSink()}
         self.info: dict[str, Any] = {}
 
@@ -133,6 +139,7 @@ class Sides:
 
         exits.enter_context(quiet_logs(self.sinks["jobkit"]))
         exits.enter_context(redirected(baseline_logger(), self.sinks["hand"]))
+        exits.enter_context(redirected(baseline_logger("minimal"), CountingSink()))
         self.info["jobkit"] = exits.enter_context(counting_info(logger))
         self.info["hand"] = exits.enter_context(counting_info(baseline_logger()))
 

@@ -43,8 +43,9 @@ def _table(f: WarmFigures) -> None:
     for label, get, fmt in ROWS:
         cells = "".join(f"{_spread(_per_run(f, get, w), fmt):<{width}}" for w in WORKERS)
         print(f"  {label:<42}{cells}")
-    bare = f.each(lambda r: r.get("client", "bare"))
-    print(f"  {'bare BatchProcessor + json.loads':<42}{_spread(bare, fmt_us)}")
+    for side, label in (("minimal", "fewer duties (MinimalWorker)"), ("bare", "bare")):
+        cpu = f.each(lambda r, side=side: r.get("client", side))
+        print(f"  {'(c) ' + label:<42}{_spread(cpu, fmt_us)}")
 
 
 def _per_run(f: WarmFigures, get: Callable[[Run, str], float], worker: str) -> list[float]:
@@ -60,7 +61,7 @@ def _logs(f: WarmFigures) -> None:
         f"{median(_per_run(f, lambda r, w: r.log_bytes[w], w)):.0f}" for w in WORKERS
     )
     print(f"  INFO lines per job, counted in this run: {lines}; log bytes per job {sizes}")
-    print("  (jobkit's bytes include its EMF metrics line per batch; the baseline writes none)")
+    print("  (both include their EMF metrics line per batch)")
 
 
 def run(rounds: int = ROUNDS, runs: int = RUNS) -> tuple[list[Result], WarmFigures]:
@@ -72,7 +73,8 @@ def run(rounds: int = ROUNDS, runs: int = RUNS) -> tuple[list[Result], WarmFigur
 def report(f: WarmFigures, runs: int, rounds: int) -> list[Result]:
     print(
         f"  {runs} runs of {rounds} rounds; a round = one batch of 10 per side (jobkit and "
-        "hand-written on moto in-process and over HTTPS, bare), rotating order; CPU per "
+        "hand-written on moto in-process and over HTTPS, fewer duties, bare), rotating order; "
+        "CPU per "
         "record = a run's median"
     )
     _logs(f)
@@ -81,6 +83,7 @@ def report(f: WarmFigures, runs: int, rounds: int) -> list[Result]:
         "target": f.each(lambda r: r.get("client", "jobkit") / r.get("client", "hand")),
         "own": f.each(lambda r: r.get("own", "jobkit") / r.get("own", "hand")),
         "https": f.each(lambda r: r.get("total", "jobkit@https") / r.get("total", "hand@https")),
+        "minimal": f.each(lambda r: r.get("client", "jobkit") / r.get("client", "minimal")),
         "bare": f.each(lambda r: r.get("client", "jobkit") / r.get("client", "bare")),
         "http": f.each(lambda r: r.get("total", "jobkit@https") / r.get("client", "jobkit") - 1),
         "hooks": f.each(lambda r: r.https_less_send("jobkit") / r.get("client", "jobkit")),
@@ -91,6 +94,7 @@ def report(f: WarmFigures, runs: int, rounds: int) -> list[Result]:
     )
     print(f"  (b) jobkit / hand-written           {_spread(ratios['own'], _x)}")
     print(f"  over HTTPS, jobkit / hand-written   {_spread(ratios['https'], _x)}")
+    print(f"  context: jobkit (c) / fewer duties  {_spread(ratios['minimal'], _x)}")
     print(f"  context: jobkit (c) / bare          {_spread(ratios['bare'], _x)}")
     print(
         f"  HTTP stack on top of (c), jobkit    {_spread(ratios['http'], lambda v: f'{v:+.0%}')}"
@@ -118,6 +122,7 @@ def report(f: WarmFigures, runs: int, rounds: int) -> list[Result]:
         row("(c) CPU/record jobkit / hand-written", "target", TARGET_RATIO),
         row("(b) own code only, jobkit / hand-written", "own"),
         row("over HTTPS, HTTP stack incl., jobkit / hand", "https"),
+        row("context: jobkit / a worker with fewer duties", "minimal"),
         row("context: jobkit / bare BatchProcessor", "bare"),
         Result(
             "warm",

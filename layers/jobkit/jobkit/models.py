@@ -122,4 +122,4 @@ def utcnow() -> datetime:
 
 def iso(ts: datetime) -> str:
     """Fixed-width UTC timestamp, so that strings sort as times do (index sort keys)."""
-    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"

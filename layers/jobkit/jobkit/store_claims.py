@@ -44,8 +44,9 @@ class Expected:
     The claim also requires the job's `max_attempts` to be this one and its generation to be 0
     (never redriven): then the write returns only what it changed (`UPDATED_NEW`, a few
     scalars) instead of the whole item, and the claimed `Job` is this plus those. A job that
-    differs in those two alone is claimed again, the long way (one more write): one whose
-    type's max_attempts changed since it was enqueued, or a redriven one."""
+    differs in those two alone is claimed again, the long way (one more write unit): one whose
+    type's max_attempts changed since it was enqueued, or one retried or redriven after it
+    failed (generation above 0)."""
 
     type: str
     queue: str  # the worker's (the log's is not read back)

@@ -47,7 +47,8 @@ CANCELLABLE = (JobState.SCHEDULED, JobState.QUEUED, JobState.RETRYING)
 BY_STATE = "by_state"
 
 
-_ATTRIBUTES = (
+# Every attribute of a job's item (see the layout above).
+ATTRIBUTES = (
     "pk",
     "type",
     "queue",
@@ -69,13 +70,19 @@ _ATTRIBUTES = (
     "next_attempt_at",
     "expires_at",
     "dead_letter_due",
+    "run_at",
+    "schedule_name",
 )
-_NAME = re.compile(r"(?<![:#\w])(" + "|".join(_ATTRIBUTES) + r")\b")
+# Those of them that are DynamoDB reserved words (tests/unit/test_store_names.py checks this
+# against the list): only these get a `#name` placeholder in an expression, since every
+# placeholder is one more entry botocore serialises and signs on each call.
+RESERVED = ("type", "state", "result", "error")
+_NAME = re.compile(r"(?<![:#\w])(" + "|".join(RESERVED) + r")\b")
 
 
 @lru_cache(maxsize=128)
 def placeholders(*expressions: str) -> tuple[tuple[str, ...], dict[str, str]]:
-    """Write every attribute as `#name` (DynamoDB reserves words such as state and result)."""
+    """Write every reserved attribute name as `#name` (DynamoDB reserves state, result...)."""
     names: dict[str, str] = {}
 
     def sub(match: re.Match[str]) -> str:
