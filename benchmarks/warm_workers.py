@@ -86,6 +86,8 @@ class MinimalWorker:
     """Fewer duties than jobkit's (context, see the module docstring): a claim on `state =
     queued` alone and an outcome with the result, nothing else."""
 
+    service = "minimal"  # its logger's
+
     def __init__(
         self,
         table: str,
@@ -97,7 +99,11 @@ class MinimalWorker:
         self.model = job_type.payload
         self.processor = processor
         self.info_lines_per_job = info_lines_per_job
-        self.log = baseline_logger("minimal")
+        self.log = baseline_logger(self.service)
+        self._setup(job_type)
+
+    def _setup(self, job_type: Any) -> None:
+        pass
 
     def handle(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         failures = []
@@ -171,17 +177,11 @@ class HandWrittenWorker(MinimalWorker):
     """jobkit's happy-path duties written by hand (see the module docstring): the target's
     baseline."""
 
-    def __init__(
-        self,
-        table: str,
-        job_type: Any,
-        processor: Callable[[Any, Any], Any],
-        info_lines_per_job: Callable[[], int],
-    ) -> None:
+    service = "handwritten"
+
+    def _setup(self, job_type: Any) -> None:
         from aws_lambda_powertools.metrics import EphemeralMetrics
 
-        super().__init__(table, job_type, processor, info_lines_per_job)
-        self.log = baseline_logger()
         self.lease_ms = int((job_type.timeout + 5) * 1000)
         self.retention_s = int(job_type.retention.succeeded.total_seconds())
         self.metrics = EphemeralMetrics(namespace="handwritten", service="handwritten")
