@@ -42,11 +42,11 @@ class Expected:
     job that is exactly that (its type and payload; the message must agree with the log).
 
     The claim also requires the job's `max_attempts` to be this one and its generation to be 0
-    (never redriven): then the write returns only what it changed (`UPDATED_NEW`, a few
-    scalars) instead of the whole item, and the claimed `Job` is this plus those. A job that
-    differs in those two alone is claimed again, the long way (one more write unit): one whose
-    type's max_attempts changed since it was enqueued, or one retried or redriven after it
-    failed (generation above 0)."""
+    (never retried or redriven after failing): then the write returns only what it changed
+    (`UPDATED_NEW`, a few scalars) instead of the whole item, and the claimed `Job` is this
+    plus those. A job that differs in those two alone is claimed again, the long way (one more
+    write unit): one whose type's max_attempts changed since it was enqueued, or one retried
+    or redriven after it failed."""
 
     type: str
     queue: str  # the worker's (the log's is not read back)
@@ -185,8 +185,8 @@ class Claims(JobTable):
         short: bool,
     ) -> Claim | None:
         """One claim write. `short` (with `expected`): the write returns only what it changed
-        and holds only for the expected max_attempts and generation 0; None when the job is
-        claimable but has another of those."""
+        and holds only for the expected max_attempts and generation 0; None when the job has
+        another of those (the caller then claims it the long way)."""
         from botocore.exceptions import ClientError
 
         now = utcnow()
@@ -216,15 +216,8 @@ class Claims(JobTable):
             mine = (values[":lease"], values[":now"])
             if old and retried(exc) and (old.get("lease_until"), old.get("started_at")) == mine:
                 return Claim(ClaimOutcome.CLAIMED, job_from_item(old))  # a retry of this claim
-            if (
-                short
-                and old
-                and (old.get("max_attempts"), old.get("generation"))
-                != (
-                    values[":max"],
-                    values[":zero"],
-                )
-            ):
+            proven = (values.get(":max"), values.get(":zero"))
+            if short and old and (old.get("max_attempts"), old.get("generation")) != proven:
                 return None
             job_type = expected.type if expected else None
             return _refused_claim(old, job_type, values.get(":payload"), now_ms_)
