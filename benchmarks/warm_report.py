@@ -74,8 +74,7 @@ def report(f: WarmFigures, runs: int, rounds: int) -> list[Result]:
     print(
         f"  {runs} runs of {rounds} rounds; a round = one batch of 10 per side (jobkit and "
         "hand-written on moto in-process and over HTTPS, fewer duties, bare), rotating order; "
-        "CPU per "
-        "record = a run's median"
+        "CPU per record = a run's median"
     )
     _logs(f)
     _table(f)
