@@ -4,7 +4,7 @@ generation is not the expected one."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass, field
 from typing import Any
 
 from jobkit import JobState, TransientError
@@ -25,7 +25,7 @@ from .test_core_support import (
     record_calls,
 )
 
-# ECHO as a producer declared it before a deploy raised its max_attempts from 3 to 5.
+# ECHO as a producer declared it before a deploy lowered its max_attempts from 5 to 3.
 ECHO_BEFORE = JobType(
     ECHO.name,
     EchoPayload,
@@ -36,20 +36,15 @@ ECHO_BEFORE = JobType(
 )
 
 
+@dataclass
 class Contexts(Runs):
     """Runs that also keep what each call's JobContext said (attempt, max_attempts)."""
 
-    seen: list[tuple[int, int]]
+    seen: list[tuple[int, int]] = field(default_factory=list)
 
     def __call__(self, p: EchoPayload, ctx: Any) -> dict[str, Any]:
         self.seen.append((ctx.attempt, ctx.max_attempts))
         return super().__call__(p, ctx)
-
-
-def contexts() -> Contexts:
-    runs = Contexts()
-    runs.seen = []
-    return runs
 
 
 def claims(calls: Any) -> list[str]:
@@ -64,7 +59,7 @@ def claims(calls: Any) -> list[str]:
 def test_a_job_as_its_message_says_is_claimed_in_one_short_write(stack: Stack) -> None:
     # Given a queued job of ECHO (max_attempts 3, never redriven)
     stack.client.enqueue(ECHO, payload(1), job_id="short-1")
-    runs = contexts()
+    runs = Contexts()
     calls = record_calls()
     # When a worker runs it
     assert deliver(stack, make_worker(stack, runs), receive_now(stack)) == []
@@ -80,7 +75,7 @@ def test_a_job_as_its_message_says_is_claimed_in_one_short_write(stack: Stack) -
 def test_a_job_enqueued_with_other_max_attempts_is_claimed_the_long_way(stack: Stack) -> None:
     # Given a job enqueued while its type allowed 5 attempts; the worker's type now says 3
     stack.client.enqueue(ECHO_BEFORE, payload(2), job_id="long-1")
-    runs = contexts()
+    runs = Contexts()
     runs.actions = [TransientError("busy")] * 3
     calls = record_calls()
     worker = make_worker(stack, runs)
@@ -103,7 +98,7 @@ def test_a_redriven_job_is_claimed_the_long_way_and_keeps_its_generation(stack: 
     # Given a job at generation 1 (the log says so), queued again
     stack.client.enqueue(ECHO, payload(3), job_id="gen-1")
     log = JobLog(stack.settings.table)
-    expected = Expected(ECHO.name, "email", payload(3), 3, created_at=_now())
+    expected = Expected(ECHO.name, "email", payload(3), 3, created_at=utcnow())
     claim = log.claim("gen-1", 60, expected=expected)
     assert claim.outcome is ClaimOutcome.CLAIMED
     assert log.fail("gen-1", 1, "boom", ECHO.retention.failed)
@@ -120,14 +115,10 @@ def test_a_short_claim_refused_for_another_payload_is_a_mismatch(stack: Stack) -
     stack.client.enqueue(ECHO, payload(4), job_id="odd-1")
     # When a message with another payload claims it
     claim = JobLog(stack.settings.table).claim(
-        "odd-1", 60, expected=Expected(ECHO.name, "email", payload(5), 3, created_at=_now())
+        "odd-1", 60, expected=Expected(ECHO.name, "email", payload(5), 3, created_at=utcnow())
     )
     # Then it is refused as a mismatch and the job is left queued
     assert claim.outcome is ClaimOutcome.MISMATCH
     job = stack.client.get_job("odd-1")
     assert job is not None
     assert (job.state, job.attempts) == (JobState.QUEUED, 0)
-
-
-def _now() -> datetime:
-    return utcnow()
